@@ -1,0 +1,20 @@
+"""What the command-line tools share: one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def fail(message: object) -> int:
+    """Print a user's mistake as one line; the exit status to return."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2

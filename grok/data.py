@@ -1,0 +1,235 @@
+"""Datasets: modular equations `a op b = c (mod p)` and text tasks, split into train/val/test.
+
+An example is a prompt and an answer in token ids; the model reads prompt + answer and is scored
+only on the answer tokens (less any masked ones). Splits are tensors, kept whole on the device.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grok.cli import Parser, fail
+from grok.config import ConfigError, TaskConfig, load_experiment, trial_name
+from grok.tokenizer import Tokenizer, build_tokenizer
+
+IGNORE = -100  # target value that the loss and accuracy skip
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Example:
+    prompt: str  # text form; the model sees it as context only
+    answer: str
+    prompt_ids: list[int]
+    answer_ids: list[int]  # what the model must produce (eos included where used)
+    masked: int = 0  # leading answer tokens excluded from the loss
+    a: int | None = None
+    b: int | None = None
+    c: int | None = None
+
+
+@dataclass
+class Split:
+    """One split as tensors: inputs x, next-token targets y (IGNORE off the answer)."""
+
+    name: str
+    x: torch.Tensor  # (N, T) token ids, right-padded
+    y: torch.Tensor  # (N, T) targets; y[:, t] is the token after x[:, t], or IGNORE
+    cols: torch.Tensor  # (K,) positions where some example has a target
+    pad_mask: torch.Tensor | None  # (N, T) True at padding; None when there is none
+    examples: list[Example]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device | str) -> Split:
+        pad = None if self.pad_mask is None else self.pad_mask.to(device)
+        return Split(
+            self.name,
+            self.x.to(device),
+            self.y.to(device),
+            self.cols.to(device),
+            pad,
+            self.examples,
+        )
+
+
+# ---------------------------------------------------------------- examples
+
+
+def modular_answer(op: str, a: int, b: int, p: int) -> int:
+    if op == "+":
+        return (a + b) % p
+    if op == "-":
+        return (a - b) % p
+    return (a * pow(b, -1, p)) % p  # division: multiply by the inverse of b
+
+
+def modular_equations(op: str, p: int) -> list[tuple[int, int, int]]:
+    """All (a, b, c) with a, b residues mod p (b != 0 for division), in (a, b) order."""
+    bs = range(1, p) if op == "/" else range(p)
+    return [(a, b, modular_answer(op, a, b, p)) for a in range(p) for b in bs]
+
+
+def prompt_ids(task: TaskConfig, tok: Tokenizer, text: str) -> list[int]:
+    """Token ids of a prompt as the model saw prompts in training (text tasks start with bos)."""
+    ids = tok.encode(text)
+    return ids if task.kind == "modular" else [tok.bos_id] + ids
+
+
+def _answer_ids(tok: Tokenizer, text: str) -> list[int]:
+    # One residue token needs no end marker; variable-length answers end with eos.
+    ids = tok.encode(text)
+    return ids if tok.number_level else ids + [tok.eos_id]
+
+
+def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
+    if task.kind == "modular":
+        out = []
+        for a, b, c in modular_equations(task.op, task.p):
+            prompt = f"{a}{task.op}{b}="
+            out.append(
+                Example(prompt, str(c), tok.encode(prompt), _answer_ids(tok, str(c)), a=a, b=b, c=c)
+            )
+        return out
+    if task.kind == "text":
+        lines = [task.text]
+        sep = None
+    else:
+        path = Path(task.path)
+        try:
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"task.path: cannot read {path}: {err.__class__.__name__}") from None
+        if not lines:
+            raise ConfigError(f"task.path: {path} has no non-empty lines")
+        sep = task.separator
+    out = []
+    for n, line in enumerate(lines, 1):
+        if sep is not None:
+            if sep not in line:
+                raise ConfigError(f"task.path: line {n} of {task.path} lacks separator {sep!r}")
+            head, tail = line.split(sep, 1)
+            prompt, answer = head + sep, tail
+        else:
+            prompt, answer = "", line
+        try:
+            p_ids, a_ids = prompt_ids(task, tok, prompt), _answer_ids(tok, answer)
+        except ValueError as err:
+            raise ConfigError(f"task: {err}; the char tokenizer takes printable ASCII") from None
+        masked = min(max(0, task.mask_first - len(prompt)), len(a_ids))
+        out.append(Example(prompt, answer, p_ids, a_ids, masked=masked))
+    return out
+
+
+# ---------------------------------------------------------------- splits
+
+
+def split_indices(n: int, train_fraction: float, val_fraction: float, data_seed: int):
+    """Disjoint train/val/test index arrays covering range(n), fixed by `data_seed` alone."""
+    perm = np.random.default_rng(data_seed).permutation(n)
+    n_train = max(1, round(train_fraction * n))
+    n_val = min(round(val_fraction * n), n - n_train)
+    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+
+
+def _tensorize(name: str, examples: list[Example], pad_id: int) -> Split:
+    seqs = [e.prompt_ids + e.answer_ids for e in examples]
+    t = max((len(s) for s in seqs), default=2) - 1
+    x = torch.full((len(seqs), t), pad_id, dtype=torch.long)
+    y = torch.full((len(seqs), t), IGNORE, dtype=torch.long)
+    for i, (seq, e) in enumerate(zip(seqs, examples)):
+        x[i, : len(seq) - 1] = torch.tensor(seq[:-1])
+        start = len(e.prompt_ids) + e.masked  # first answer token that is scored
+        for j in range(start, len(seq)):
+            y[i, j - 1] = seq[j]
+    pad = x == pad_id
+    cols = torch.nonzero((y != IGNORE).any(0)).flatten()
+    return Split(name, x, y, cols, pad if pad.any() else None, examples)
+
+
+def build_splits(task: TaskConfig, tok: Tokenizer | None = None) -> dict[str, Split]:
+    tok = tok or build_tokenizer(task)
+    examples = build_examples(task, tok)
+    idx = split_indices(len(examples), task.train_fraction, task.val_fraction, task.data_seed)
+    return {
+        name: _tensorize(name, [examples[i] for i in sorted(ids)], tok.pad_id)
+        for name, ids in zip(SPLITS, idx)
+    }
+
+
+def describe(task: TaskConfig, splits: dict[str, Split]) -> str:
+    """A short Markdown description of how the data was made and the split sizes."""
+    total = sum(len(s) for s in splits.values())
+    if task.kind == "modular":
+        what = (
+            f"All equations `a {task.op} b = c (mod {task.p})`"
+            + f" with residues a, b in 0..{task.p - 1}"
+            + (" and b != 0 (c = a * b^-1 mod p)" if task.op == "/" else "")
+            + f": {total} equations. Text form `a{task.op}b=c`, {task.tokenizer}-level tokens; "
+            "the loss is on c only."
+        )
+    elif task.kind == "text":
+        what = f"The single string {task.text!r}, character tokens, loss on every character"
+        what += f" after the first {task.mask_first}." if task.mask_first else "."
+    else:
+        what = f"{total} lines of {task.path}, character tokens" + (
+            f"; loss on the part after {task.separator!r}." if task.separator else "."
+        )
+    counts = " | ".join(str(len(splits[s])) for s in SPLITS)
+    return (
+        f"{what}\n\nSplit by a random permutation with data_seed {task.data_seed} "
+        f"(train_fraction {task.train_fraction:g}, val_fraction {task.val_fraction:g}, "
+        "test the rest); the splits are disjoint and cover every example.\n\n"
+        f"| train | val | test |\n|---|---|---|\n| {counts} |\n"
+    )
+
+
+def write_splits(task: TaskConfig, splits: dict[str, Split], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        with open(out / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            if task.kind == "modular":
+                w.writerow(["a", "op", "b", "c", "text"])
+                for e in splits[name].examples:
+                    w.writerow([e.a, task.op, e.b, e.c, e.prompt + e.answer])
+            else:
+                w.writerow(["prompt", "answer", "text"])
+                for e in splits[name].examples:
+                    w.writerow([e.prompt, e.answer, e.prompt + e.answer])
+    (out / "DESCRIPTION.md").write_text(describe(task, splits))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(description="Write the train/val/test splits of an experiment.")
+    ap.add_argument("experiment", help="experiment YAML file")
+    ap.add_argument("--out", required=True, help="folder for the split CSVs and DESCRIPTION.md")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        exp = load_experiment(args.experiment, args.set)
+        tasks = {}  # distinct task settings across the grid, named by what varies in them
+        for values, cfg in exp.trials():
+            task_values = {k: v for k, v in values.items() if k.startswith("task.")}
+            tasks.setdefault(trial_name(task_values, default=""), cfg.task)
+        made = [(label, task, build_splits(task)) for label, task in tasks.items()]
+    except ConfigError as err:
+        return fail(err)
+    for label, task, splits in made:
+        folder = Path(args.out) / label if label else Path(args.out)
+        write_splits(task, splits, folder)
+        label = label or exp.name
+        counts = ", ".join(f"{s} {len(splits[s])}" for s in SPLITS)
+        print(f"{label}: {sum(len(s) for s in splits.values())} examples ({counts}) -> {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""A decoder-only transformer in the nanoGPT style: learned positions, pre-LayerNorm blocks.
+
+Two things differ from a textbook GPT, both for the tasks here:
+- causal attention is combined with a key-padding mask, so a sequence's outputs do not depend on
+  how much padding its batch has;
+- `forward(idx, cols)` computes outputs only at the positions in `cols` (the answer positions):
+  the last block runs its queries, MLP and the head there alone, since nothing else is read.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from grok.config import ModelConfig
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.d_model = cfg.d_model
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, cols=None):
+        # x: (B, T, C); mask: None (plain causal) or (B|1, 1, Tq, T) bool, True = may attend.
+        # cols: None, or the query positions (Tq,) whose outputs are needed.
+        B, T, C = x.shape
+        hs = C // self.n_head
+        if cols is None:
+            q, k, v = self.qkv(x).split(C, dim=2)
+        else:  # keys and values everywhere, queries only where the output is read
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, cols], w[:C], b[:C])
+            k, v = F.linear(x, w[C:], b[C:]).split(C, dim=2)
+        q = q.view(B, -1, self.n_head, hs).transpose(1, 2)  # (B, nh, Tq, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        y = y.transpose(1, 2).reshape(B, -1, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.proj = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, mask, cols=None):
+        h = self.attn(self.ln_1(x), mask, cols)
+        x = (x if cols is None else x[:, cols]) + h
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.max_len = cfg.max_len
+        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        # PyTorch's default initialization (embeddings N(0, 1)), as the paper's setting. A small
+        # initial norm, such as GPT-2's std 0.02, makes the model generalize almost as soon as it
+        # fits the training set, hiding the grokking delay (Liu et al. 2022, Omnigrok).
+        self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+
+    def forward(self, idx, cols=None, pad_mask=None):
+        """Logits (B, T, V), or (B, len(cols), V) at the positions `cols` only.
+
+        pad_mask: (B, T) True at padding keys, which no query may attend to.
+        """
+        B, T = idx.shape
+        if T > self.max_len:
+            raise ValueError(f"sequence length {T} exceeds model.max_len {self.max_len}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        causal = pos[None, :] <= pos[:, None]  # (T, T), query row, key column
+        keys_ok = None if pad_mask is None else ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
+        full_mask = None if keys_ok is None else causal & keys_ok
+        *body, last = self.blocks
+        for block in body:
+            x = block(x, full_mask)
+        if cols is None:
+            x = last(x, full_mask)
+        else:
+            last_mask = causal[cols][None, None]  # (1, 1, Tq, T)
+            if keys_ok is not None:
+                last_mask = last_mask & keys_ok
+            x = last(x, last_mask, cols)
+        return self.head(self.ln_f(x))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        eos_id: int | None = None,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ):
+        """Extend each row of `idx` (B, T); greedy when temperature is 0. Stops at eos."""
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            if idx.shape[1] >= self.max_len:
+                break
+            logits = self(idx, cols=torch.tensor([idx.shape[1] - 1], device=idx.device))[:, -1]
+            if temperature > 0:
+                probs = F.softmax(logits / temperature, dim=-1)
+                nxt = torch.multinomial(probs, 1, generator=generator)
+            else:
+                nxt = logits.argmax(-1, keepdim=True)
+            if eos_id is not None:
+                nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
+                done |= nxt[:, 0] == eos_id
+            idx = torch.cat([idx, nxt], dim=1)
+            if eos_id is not None and done.all():
+                break
+        return idx

@@ -1,0 +1,446 @@
+"""The training loop: one config in, metrics at each evaluation, checkpoints that resume exactly.
+
+`python -m grok.train EXPERIMENT.yaml [--set k=v ...] [--out DIR]` runs one config without Ray.
+The `Trainer` knows nothing of Ray: the Tune adapter passes a callback to `fit`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grok.cli import Parser, fail
+from grok.config import Config, ConfigError, dump_config, load_config, load_experiment, trial_name
+from grok.data import IGNORE, SPLITS, Split, build_splits
+from grok.metrics import CrossingTracker, reached
+from grok.model import GPT
+from grok.tokenizer import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILES = ("model.pt", "state.pt", "config.yaml")
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, partial or not what it claims to be."""
+
+
+@dataclass
+class EvalEvent:
+    """What the trainer hands its callback at each evaluation."""
+
+    step: int
+    metrics: dict  # the metric names of ARCHITECTURE.md
+    checkpoint_due: bool  # every train.checkpoint_every steps, and at the end
+    final: bool
+    trainer: Trainer
+
+    def save(self, directory: str | Path) -> None:
+        self.trainer.save_checkpoint(directory)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' was asked for but no GPU is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adamw":
+        return torch.optim.AdamW(
+            params,
+            lr=o.lr,
+            betas=(o.beta1, o.beta2),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            foreach=True,
+        )
+    if o.name == "adam":  # Adam's weight_decay is coupled: L2 added to the gradient
+        return torch.optim.Adam(
+            params,
+            lr=o.lr,
+            betas=(o.beta1, o.beta2),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            foreach=True,
+        )
+    return torch.optim.SGD(
+        params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True
+    )
+
+
+def lr_at(cfg: Config, step: int) -> float:
+    """Linear warm-up over warmup_steps, then constant or cosine down to min_lr_ratio * lr."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    span = max(1, cfg.train.steps - o.warmup_steps)
+    progress = min(1.0, (step - o.warmup_steps) / span)
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict]:
+    """Check and load a checkpoint folder: (config, model state_dict, training state)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: no such checkpoint folder")
+    if not (d / MANIFEST).is_file():
+        raise CheckpointError(f"{d}: not a complete checkpoint (no {MANIFEST}; partly written?)")
+    try:
+        manifest = json.loads((d / MANIFEST).read_text())
+        files = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{d}/{MANIFEST}: unreadable manifest") from None
+    for name in CHECKPOINT_FILES:
+        if not (d / name).is_file():
+            raise CheckpointError(f"{d}: checkpoint is missing {name}")
+        if files.get(name) != _sha256(d / name):
+            raise CheckpointError(f"{d}/{name}: contents do not match the manifest (changed?)")
+    try:
+        cfg = load_config(d / "config.yaml")
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
+    try:
+        weights = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+        state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses anything but tensors and plain data
+        raise CheckpointError(f"{d}: cannot load safely: {str(err).splitlines()[0]}") from None
+    return cfg, weights, state
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Config]:
+    """The model and config of a checkpoint, ready for inference."""
+    cfg, weights, _ = read_checkpoint(directory)
+    model = GPT(cfg.model, build_tokenizer(cfg.task).vocab_size)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{directory}: weights do not fit the model its config describes"
+        ) from None
+    return model.to(device).eval(), cfg
+
+
+class Trainer:
+    def __init__(self, cfg: Config, device: str | torch.device | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device) if device else resolve_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.seed)
+        self.tokenizer = build_tokenizer(cfg.task)
+        self.splits: dict[str, Split] = {
+            k: v.to(self.device) for k, v in build_splits(cfg.task, self.tokenizer).items()
+        }
+        longest = max(s.x.shape[1] for s in self.splits.values())
+        if longest > cfg.model.max_len:
+            raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+        self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.batch_rng = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.status = "running"
+        self.tracker = CrossingTracker()
+        self.grok_step: int | None = None  # test accuracy first reached stop.threshold
+        self._clock = (0, time.perf_counter())
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def batch_size(self) -> int:
+        n = len(self.splits["train"])
+        b = self.cfg.train.batch_size
+        return n if b == "full" else max(1, min(b, n // 2))  # the paper: at most half the split
+
+    def loss_on(self, split: Split, rows: torch.Tensor | None = None):
+        """Mean loss over the answer tokens of `rows`, with logits (B, K, V) and targets (B, K)."""
+        x, y, pad = split.x, split.y, split.pad_mask
+        if rows is not None:
+            x, y = x[rows], y[rows]
+            pad = None if pad is None else pad[rows]
+        logits = self.model(x, cols=split.cols, pad_mask=pad)
+        targets = y[:, split.cols]
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        return loss, logits, targets
+
+    def train_step(self) -> None:
+        train = self.splits["train"]
+        rows = torch.randperm(len(train), generator=self.batch_rng)[: self.batch_size]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        self.model.train()
+        loss, _, _ = self.loss_on(train, rows.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict[str, float]:
+        """Loss and exact-match accuracy over each whole split."""
+        self.model.eval()
+        out: dict[str, float] = {}
+        for name in SPLITS:
+            split = self.splits[name]
+            n = len(split)
+            loss_sum, tokens, correct = 0.0, 0, 0
+            for start in range(0, n, self.cfg.eval.batch_size):
+                rows = torch.arange(
+                    start, min(n, start + self.cfg.eval.batch_size), device=self.device
+                )
+                _, logits, targets = self.loss_on(split, rows)
+                scored = targets != IGNORE
+                loss_sum += F.cross_entropy(
+                    logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                ).item()
+                tokens += int(scored.sum())
+                right = (logits.argmax(-1) == targets) | ~scored
+                correct += int(right.all(1).sum())
+            out[f"{name}/loss"] = loss_sum / tokens if tokens else math.nan
+            out[f"{name}/acc"] = correct / n if n else math.nan
+        return out
+
+    def param_norm(self) -> float:
+        with torch.no_grad():
+            return float(torch.sqrt(sum(p.pow(2).sum() for p in self.model.parameters())))
+
+    def next_eval_step(self) -> int:
+        """Dense early, sparse later; always at checkpoints, the stop step and the budget."""
+        e, s = self.cfg.eval, self.step
+        interval = min(e.max_every, max(e.min_every, int(e.rel_every * s)))
+        every = self.cfg.train.checkpoint_every
+        candidates = [s + interval, (s // every + 1) * every, self.cfg.train.steps]
+        if self.grok_step is not None and self.cfg.stop.after_grok_steps is not None:
+            candidates.append(self.grok_step + self.cfg.stop.after_grok_steps)
+        return max(s + 1, min(candidates))
+
+    def _evaluate_and_report(self, callback: Callable[[EvalEvent], None] | None) -> dict:
+        metrics = {"step": self.step, **self.evaluate()}
+        metrics["lr"] = lr_at(self.cfg, max(0, self.step - 1))
+        metrics["param_norm"] = self.param_norm()
+        last_step, last_time = self._clock
+        now = time.perf_counter()
+        metrics["steps_per_s"] = (self.step - last_step) / (now - last_time) if self.step else 0.0
+        self._clock = (self.step, now)
+        metrics.update(self.tracker.update(self.step, metrics))
+        if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
+            self.grok_step = self.step
+        after = self.cfg.stop.after_grok_steps
+        if not math.isfinite(metrics["train/loss"]):
+            self.status = "diverged"
+            log.warning(
+                "training loss is %s at step %d: stopping", metrics["train/loss"], self.step
+            )
+        elif (
+            after is not None and self.grok_step is not None and self.step >= self.grok_step + after
+        ):
+            self.status = "grokked"
+        elif self.step >= self.cfg.train.steps:
+            self.status = "finished"
+        metrics["status"] = self.status
+        final = self.status != "running"
+        due = final or (self.step > 0 and self.step % self.cfg.train.checkpoint_every == 0)
+        if callback:
+            callback(EvalEvent(self.step, metrics, due, final, self))
+        return metrics
+
+    def fit(self, callback: Callable[[EvalEvent], None] | None = None) -> dict:
+        """Train to the end (budget, stop rule or divergence); returns the last metrics."""
+        self._clock = (self.step, time.perf_counter())
+        metrics = self._evaluate_and_report(callback) if self.step == 0 else {}
+        while self.status == "running":
+            target = self.next_eval_step()
+            while self.step < target:
+                self.train_step()
+            metrics = self._evaluate_and_report(callback)
+        return metrics
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "status": self.status,
+            "grok_step": self.grok_step,
+            "crossings": dict(self.tracker.first),
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": self.batch_rng.get_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_checkpoint(self, directory: str | Path) -> Path:
+        """Write a complete checkpoint folder; it appears whole (written aside, then moved)."""
+        final = Path(directory)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=final.parent))
+        torch.save(self.model.state_dict(), tmp / "model.pt")
+        torch.save(self.state_dict(), tmp / "state.pt")
+        (tmp / "config.yaml").write_text(dump_config(self.cfg))
+        files = {name: _sha256(tmp / name) for name in CHECKPOINT_FILES}
+        (tmp / MANIFEST).write_text(json.dumps({"step": self.step, "files": files}, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        return final
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        """Continue from a checkpoint of the same config: the run goes on as if never stopped."""
+        cfg, weights, state = read_checkpoint(directory)
+        if cfg.to_dict() != self.cfg.to_dict():
+            raise CheckpointError(f"{directory}: checkpoint was made with a different config")
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.status = state["status"]
+        self.grok_step = state["grok_step"]
+        self.tracker = CrossingTracker(state["crossings"])
+        torch.set_rng_state(state["torch_rng"])
+        self.batch_rng.set_state(state["batch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def pick_trial(exp, which: str | None) -> tuple[str, Config]:
+    """The one config of an experiment file to run alone: the only grid point, or the named one."""
+    trials = exp.trials()
+    names = [trial_name(values) for values, _ in trials]
+    if which is None:
+        if len(trials) > 1:
+            raise ConfigError(
+                f"{exp.source}: the grid has {len(trials)} points; choose one with --trial "
+                f"(a name such as {names[0]!r} or an index 0..{len(trials) - 1}), "
+                "or run the whole grid with tune_main.py"
+            )
+        return names[0], trials[0][1]
+    if which.isdigit() and int(which) < len(trials):
+        return names[int(which)], trials[int(which)][1]
+    if which in names:
+        return which, trials[names.index(which)][1]
+    raise ConfigError(
+        f"--trial {which!r}: not in the grid; allowed: {', '.join(names)} or an index"
+    )
+
+
+class RunWriter:
+    """The callback of a run without Ray: metrics.csv, and the latest checkpoint under out/."""
+
+    def __init__(self, out: Path, resume: bool):
+        self.out = out
+        self.csv_path = out / "metrics.csv"
+        self.fields: list[str] | None = None
+        self.last_print = 0.0
+        if resume and self.csv_path.exists():
+            with open(self.csv_path) as f:
+                self.fields = next(csv.reader(f), None)
+
+    def __call__(self, event: EvalEvent) -> None:
+        m = event.metrics
+        if self.fields is None:
+            self.fields = list(m)
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow(["" if m.get(k) is None else m.get(k) for k in self.fields])
+        if event.checkpoint_due:
+            event.save(self.out / "checkpoint")
+        now = time.monotonic()
+        if event.final or now - self.last_print > 2 or event.step == 0:
+            self.last_print = now
+            print(
+                f"step {event.step:>7d}  train loss {m['train/loss']:.4f} acc {m['train/acc']:.3f}"
+                f"  val acc {m['val/acc']:.3f}  test acc {m['test/acc']:.3f}"
+                f"  {m['steps_per_s']:.1f} steps/s  {m['status']}",
+                flush=True,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(description="Train one config of an experiment file, without Ray.")
+    ap.add_argument("experiment", help="experiment YAML file")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set train.steps=5000 (repeatable)",
+    )
+    ap.add_argument("--trial", help="grid point to run (name or index) when the grid has several")
+    ap.add_argument("--out", help="output folder (default runs/<name>[/<trial>])")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        exp = load_experiment(args.experiment, args.set)
+        name, cfg = pick_trial(exp, args.trial)
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / exp.name / (name if len(exp.trials()) > 1 else "")
+        )
+        if not args.resume and (out / "checkpoint").exists():
+            raise ConfigError(
+                f"{out}: holds an earlier run; pass --resume to continue it, "
+                "or choose another --out"
+            )
+        trainer = Trainer(cfg)
+        if args.resume:
+            if not (out / "checkpoint").exists():
+                raise ConfigError(f"--resume: {out}/checkpoint does not exist")
+            trainer.load_checkpoint(out / "checkpoint")
+    except (ConfigError, CheckpointError) as err:
+        return fail(err)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    print(
+        f"{exp.name}: {sum(p.numel() for p in trainer.model.parameters())} parameters, "
+        f"{len(trainer.splits['train'])} training examples, batch {trainer.batch_size}, "
+        f"device {trainer.device}; writing to {out}"
+    )
+    final = trainer.fit(RunWriter(out, args.resume))
+    print(
+        f"done: {final.get('status', trainer.status)} at step {trainer.step}; "
+        f"test acc 99% at step {final.get('grok/test_acc_99_step')}; "
+        f"checkpoint {out / 'checkpoint'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
