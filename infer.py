@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", action="store_true", help="greedy exact-match accuracy per split")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed when temperature > 0")
-    ap.add_argument("--metric", default="val/acc", help="sweeps: pick the trial best in this")
+    ap.add_argument(
+        "--metric",
+        help="sweeps: pick the trial best in this (default: what the sweep ranked its "
+        "checkpoints by: val/acc, or train/acc when it had no val split)",
+    )
     ap.add_argument("--mode", choices=["max", "min"], help="sweeps: default max for acc, else min")
     ap.add_argument("--trial", help="sweeps: use this trial instead of the best")
     ap.add_argument("--device", default="cpu")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from grok.cli import Parser, fail
 from grok.config import ConfigError, load_experiment, trial_name
 from grok.select import best_checkpoint
+from grok.train import build_data
 
 
 def parse_args(argv):
@@ -48,6 +50,16 @@ def parse_args(argv):
     if args.max_concurrent is not None and args.max_concurrent < 1:
         ap.error("--max-concurrent must be at least 1")
     return args
+
+
+def check_data(trials) -> None:
+    """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
+    seen = set()
+    for _, cfg in trials:
+        key = repr((cfg.task, cfg.model.max_len))
+        if key not in seen:
+            seen.add(key)
+            build_data(cfg)
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -93,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load_experiment(args.experiment, args.set)
         trials = exp.trials()
+        check_data(trials)
     except ConfigError as err:
         return fail(err)
     if args.dry_run:
@@ -130,10 +143,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    # Trials print nothing of their own (their metrics reach Tune's table), so worker output
+    # is not forwarded: it would only repeat Ray's checkpoint notices.
     if args.address:
-        ctx = ray.init(address=args.address)
+        ctx = ray.init(address=args.address, log_to_driver=False)
     else:
-        ctx = ray.init(include_dashboard=True, dashboard_host=args.dashboard_host)
+        ctx = ray.init(
+            include_dashboard=True, dashboard_host=args.dashboard_host, log_to_driver=False
+        )
     if ctx.dashboard_url:
         print(f"Ray dashboard: http://{ctx.dashboard_url}")
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -145,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             tuner = gtune.restore_tuner(exp, folder)
         else:
-            gtune.write_record(exp, folder)
+            command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
+            gtune.write_record(exp, folder, command)
             tuner = gtune.build_tuner(exp, Path(args.storage), args.max_concurrent)
         results = tuner.fit()
     except KeyboardInterrupt:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from grok.train import MANIFEST
 
 
@@ -94,8 +96,15 @@ def best_trial(
     return ranked[0][2], ranked[0][3]
 
 
+def default_metric(experiment_dir: Path) -> str:
+    """The metric the sweep ranked its checkpoints by (val/acc unless it had no val split)."""
+    path = experiment_dir / "experiment.yaml"
+    record = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return (record or {}).get("metric") or "val/acc"
+
+
 def find_checkpoint(
-    path: str | Path, metric: str = "val/acc", mode: str | None = None, trial: str | None = None
+    path: str | Path, metric: str | None = None, mode: str | None = None, trial: str | None = None
 ) -> Found:
     p = Path(path)
     if (p / MANIFEST).is_file():
@@ -104,6 +113,9 @@ def find_checkpoint(
         return Found(p / "checkpoint")
     if not p.is_dir():
         raise SelectionError(f"{p}: no such folder")
+    for folder in (p, p / "checkpoint"):
+        if (folder / "model.pt").is_file() or (folder / "state.pt").is_file():
+            return Found(folder)  # a checkpoint cut short: loading it says what is missing
     if not trial_dirs(p):
         if (p / "result.json").exists():  # a trial folder itself
             trial, p = p.name, p.parent
@@ -112,6 +124,7 @@ def find_checkpoint(
                 f"{p}: neither a checkpoint, a run folder (with checkpoint/) "
                 "nor a sweep's results folder"
             )
+    metric = metric or default_metric(p)
     mode = mode or ("max" if metric.endswith("acc") else "min")
     tdir, last = best_trial(p, metric, mode, trial)
     found = best_checkpoint(tdir, metric, mode)

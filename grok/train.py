@@ -63,6 +63,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
+    """The splits of a config, checked against the model: examples must fit its positions."""
+    splits = build_splits(cfg.task, tokenizer)
+    longest = max(s.x.shape[1] for s in splits.values())
+    if longest > cfg.model.max_len:
+        raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+    return splits
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -160,12 +169,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         self.tokenizer = build_tokenizer(cfg.task)
-        self.splits: dict[str, Split] = {
-            k: v.to(self.device) for k, v in build_splits(cfg.task, self.tokenizer).items()
-        }
-        longest = max(s.x.shape[1] for s in self.splits.values())
-        if longest > cfg.model.max_len:
-            raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+        self.splits = {k: v.to(self.device) for k, v in build_data(cfg, self.tokenizer).items()}
         self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
@@ -229,7 +233,8 @@ class Trainer:
                 correct += int(right.all(1).sum())
             out[f"{name}/loss"] = loss_sum / tokens if tokens else math.nan
             out[f"{name}/acc"] = correct / n if n else math.nan
-        return out
+        # Accuracies first: progress tables show the first few metrics.
+        return {k: out[k] for k in sorted(out, key=lambda k: (not k.endswith("acc"), k))}
 
     def param_norm(self) -> float:
         with torch.no_grad():

@@ -16,7 +16,7 @@ import yaml
 from ray import tune
 
 from grok.config import Config, Experiment, apply_overrides, trial_name
-from grok.train import EvalEvent, Trainer
+from grok.train import EvalEvent, Trainer, resolve_device
 
 EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment, beside the trial folders
 
@@ -26,13 +26,19 @@ def trial_threads(cpus: float) -> int:
     return max(1, int(cpus))
 
 
+def trial_device(wanted: str, gpus: float) -> torch.device:
+    """'auto' uses the GPU when the trial was given one; 'cuda' insists on it."""
+    if wanted == "auto":
+        wanted = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    return resolve_device(wanted)
+
+
 def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     """The trainable: one grid point, reporting at each evaluation, resuming from checkpoints."""
     cfg = apply_overrides(Config.from_dict(base, "experiment"), config, "trial")
     resources = tune.get_context().get_trial_resources().required_resources
     torch.set_num_threads(cfg.train.threads or trial_threads(resources.get("CPU", 1)))
-    use_gpu = resources.get("GPU", 0) > 0 and torch.cuda.is_available()
-    trainer = Trainer(cfg, device="cuda" if use_gpu else "cpu")
+    trainer = Trainer(cfg, device=trial_device(cfg.train.device, resources.get("GPU", 0)))
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -54,10 +60,12 @@ def score_metric(exp: Experiment) -> str:
     return "val/acc" if exp.base.task.val_fraction > 0 else "train/acc"
 
 
-def experiment_record(exp: Experiment) -> dict[str, Any]:
+def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
     """What experiment.yaml holds: enough to tell whether a folder is this experiment."""
     return {
         "name": exp.name,
+        "command": command,
+        "metric": score_metric(exp),  # what ranks checkpoints and trials
         "description": exp.description,
         "source": exp.source,
         "grid": exp.grid,
@@ -130,6 +138,7 @@ def restore_tuner(exp: Experiment, folder: Path) -> tune.Tuner:
     )
 
 
-def write_record(exp: Experiment, folder: Path) -> None:
+def write_record(exp: Experiment, folder: Path, command: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment_record(exp), sort_keys=False))
+    record = experiment_record(exp, command)
+    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))

@@ -1,0 +1,68 @@
+"""Shared fixtures: the repository root, tiny configs, and one Ray cluster for the session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Token auth would write ~/.ray/auth_token; local test clusters need none.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+# A model and task small enough that a few hundred steps take a second or two.
+TINY = {
+    "task": {"op": "+", "p": 11, "train_fraction": 0.6, "val_fraction": 0.2},
+    "model": {"n_layer": 1, "d_model": 32, "n_head": 2, "d_ff": 64},
+    "optim": {"lr": 3e-3},
+    "train": {"steps": 60, "checkpoint_every": 20, "batch_size": 16, "threads": 1},
+    "eval": {"min_every": 10, "max_every": 20},
+}
+
+
+def write_experiment(
+    path: Path, name: str, config: dict | None = None, grid: dict | None = None, **extra
+) -> Path:
+    """Write an experiment file; `config` defaults to TINY."""
+    data = {"name": name, "config": TINY if config is None else config, "grid": grid or {}, **extra}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray cluster shared by every test that needs one; its address for --address."""
+    import ray
+
+    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ctx.address_info["address"]
+    ray.shutdown()
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
+    """Run a project command line (`python ARGS...`) and return the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(proc, *names: str) -> str:
+    """A user's mistake: exit status 2, one `error:` line on stderr naming `names`, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    for name in names:
+        assert name in lines[0]
+    return lines[0]

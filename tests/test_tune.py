@@ -1,0 +1,344 @@
+"""The Ray Tune adapter and tune_main.py: trainable, sweeps, selection, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, TINY, run_cli, write_experiment
+
+import tune_main
+from grok import tune as gtune
+from grok.config import load_experiment
+from grok.select import find_checkpoint, read_reports, trial_dirs
+from grok.train import MANIFEST
+
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+VOLATILE = {
+    "steps_per_s",
+    "timestamp",
+    "date",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "training_iteration",
+    "checkpoint_dir_name",
+    "trial_id",
+    "hostname",
+    "node_ip",
+    "done",
+    "config",
+}
+
+
+class FakeContext:
+    def get_trial_resources(self):
+        return type("R", (), {"required_resources": {"CPU": 1}})()
+
+
+def test_trainable_reports_metrics_and_checkpoints_on_cadence(monkeypatch, tmp_path):
+    reports = []
+
+    def report(metrics, checkpoint=None):
+        kept = None
+        if checkpoint is not None:  # the folder is temporary: look inside while it exists
+            manifest = json.loads((Path(checkpoint.path) / MANIFEST).read_text())
+            kept = manifest["step"]
+        reports.append((dict(metrics), kept))
+
+    monkeypatch.setattr(gtune.tune, "report", report)
+    monkeypatch.setattr(gtune.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(gtune.tune, "get_context", lambda: FakeContext())
+    exp = load_experiment(write_experiment(tmp_path / "e.yaml", "e"))
+    gtune.train_trial({"seed": 3}, exp.base.to_dict())
+
+    names = {
+        "step",
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/loss",
+        "test/acc",
+        "lr",
+        "param_norm",
+        "steps_per_s",
+        "grok/train_acc_99_step",
+        "grok/test_acc_99_step",
+        "grok/test_acc_100_step",
+        "status",
+    }
+    assert names <= set(reports[0][0])
+    steps = [m["step"] for m, _ in reports]
+    assert steps[0] == 0 and steps[-1] == 60 and steps == sorted(steps)
+    assert len(steps) > 4  # more evaluations than checkpoints
+    assert [kept for _, kept in reports if kept is not None] == [20, 40, 60]
+    assert all(kept in (None, m["step"]) for m, kept in reports)
+    assert reports[-1][0]["status"] == "finished"
+
+
+def test_dry_run_counts_every_experiment_file(capsys):
+    expected = {"addsub": 24, "division_grokking": 3, "quickstart": None}
+    for path in EXPERIMENTS:
+        raw = yaml.safe_load(path.read_text())
+        product = math.prod(len(v) for v in (raw.get("grid") or {}).values())
+        assert tune_main.main([str(path), "--dry-run"]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith(f"{raw['name']}: {product} trial"), first
+        if expected.get(raw["name"]):
+            assert product == expected[raw["name"]]
+        if raw["name"].startswith("ablation_"):
+            seeds = len(raw["grid"]["seed"])
+            values = product // seeds
+            assert seeds == 3 and values >= 3
+
+
+def test_dry_run_starts_and_writes_nothing(tmp_path, capsys):
+    storage = tmp_path / "results"
+    assert (
+        tune_main.main(
+            [str(ROOT / "experiments/ablation_wd.yaml"), "--dry-run", "--storage", str(storage)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "wd=0.3,seed=1" in out and not storage.exists()
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"config": {"optim": {"lr": -1}}}, "optim.lr"),
+        ({"config": {"model": {"widht": 3}}}, "model.widht"),
+        ({"grid": {"task.p": [97, 98]}, "config": {"task": {"op": "/"}}}, "task.p"),
+        ({"grid": {"seed": 3}}, "grid.seed"),
+        ({"resources": {"cpu": "two"}}, "resources.cpu"),
+        (
+            {
+                "config": {
+                    "task": {"kind": "lines", "path": "/nonexistent/lines.txt", "tokenizer": "char"}
+                }
+            },
+            "/nonexistent/lines.txt",
+        ),
+    ],
+)
+def test_bad_experiment_refused_before_ray_starts(tmp_path, body, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", **body}))
+    storage = tmp_path / "results"
+    proc = run_cli("tune_main.py", str(path), "--storage", str(storage))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not storage.exists()
+
+
+def test_bad_flags_refused_in_one_line():
+    proc = run_cli("tune_main.py", "experiments/quickstart.yaml", "--max-concurrent", "0")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("tune_main.py", "experiments/quickstart.yaml", "--resume", "--fresh")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def sweep(tmp_path, ray_address, name="tiny", grid=None, extra=(), config=None):
+    """Run tune_main.py on a tiny experiment against the session's cluster."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_experiment(
+        tmp_path / f"{name}.yaml", name, config, grid or {"optim.lr": [3e-3, 1e-5], "seed": [0]}
+    )
+    storage = tmp_path / "results"
+    proc = run_cli(
+        "tune_main.py", str(path), "--storage", str(storage), "--address", ray_address, *extra
+    )
+    return proc, storage / name, path
+
+
+def final_metrics(folder: Path) -> dict[str, dict]:
+    out = {}
+    for t in trial_dirs(folder):
+        last = read_reports(t)[-1]
+        out[t.name] = {k: v for k, v in last.items() if k not in VOLATILE}
+    return out
+
+
+def test_tiny_sweep_layout_names_and_best_trial(tmp_path, ray_address):
+    proc, folder, _ = sweep(tmp_path, ray_address)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = sorted(t.name for t in trial_dirs(folder))
+    assert names == ["lr=1e-05,seed=0", "lr=0.003,seed=0"] or names == sorted(
+        ["lr=0.003,seed=0", "lr=1e-05,seed=0"]
+    )
+    record = yaml.safe_load((folder / "experiment.yaml").read_text())
+    assert record["grid"] == {"optim.lr": [3e-3, 1e-5], "seed": [0]}
+    assert record["command"].startswith("python tune_main.py")
+    for t in trial_dirs(folder):
+        assert {"params.json", "progress.csv", "result.json"} <= {p.name for p in t.iterdir()}
+        checkpoints = sorted(t.glob("checkpoint_*"))
+        assert checkpoints and all((c / MANIFEST).is_file() for c in checkpoints)
+        assert read_reports(t)[-1]["status"] == "finished"
+        assert f"{t.name}  finished" in proc.stdout  # the summary line
+    # The best trial by val/acc, recomputed from the files, is what infer.py picks.
+    finals = {t.name: read_reports(t)[-1]["val/acc"] for t in trial_dirs(folder)}
+    best = sorted(finals, key=lambda n: (-finals[n], n))[0]
+    found = find_checkpoint(folder)
+    assert found.checkpoint.parent.name == best and best in found.note
+    answer = run_cli("infer.py", str(folder), "--prompt", "3+4=")
+    assert answer.returncode == 0 and f"trial {best}" in answer.stdout
+    assert answer.stdout.strip().splitlines()[-1].startswith("3+4=")
+
+
+def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
+    proc, folder, path = sweep(tmp_path, ray_address, grid={"seed": [0]})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = final_metrics(folder)
+    again = run_cli(
+        "tune_main.py", str(path), "--storage", str(folder.parent), "--address", ray_address
+    )
+    assert again.returncode == 2 and "--resume" in again.stderr
+    assert final_metrics(folder) == before  # untouched
+    other = write_experiment(tmp_path / "other.yaml", "tiny", grid={"seed": [5]})
+    mixed = run_cli(
+        "tune_main.py",
+        str(other),
+        "--storage",
+        str(folder.parent),
+        "--resume",
+        "--address",
+        ray_address,
+    )
+    assert mixed.returncode == 2 and "not this experiment" in mixed.stderr
+    fresh = run_cli(
+        "tune_main.py",
+        str(other),
+        "--storage",
+        str(folder.parent),
+        "--fresh",
+        "--address",
+        ray_address,
+    )
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert [t.name for t in trial_dirs(folder)] == ["seed=5"]
+    moved = [p for p in folder.parent.iterdir() if p.name.startswith("tiny.old-")]
+    assert len(moved) == 1 and [t.name for t in trial_dirs(moved[0])] == ["seed=0"]
+
+
+def test_errored_trial_gives_nonzero_exit(tmp_path, ray_address):
+    config = {**TINY, "train": {**TINY["train"], "device": "cuda"}}  # no GPU is given to it
+    proc, folder, _ = sweep(tmp_path, ray_address, grid={"seed": [0]}, config=config, extra=())
+    assert proc.returncode == 1
+    assert "ERROR" in proc.stdout and "errored" in proc.stderr
+
+
+def test_sanity_experiment_runs_under_tune(tmp_path, ray_address):
+    path = ROOT / "experiments/sanity_memorize.yaml"
+    storage = tmp_path / "results"
+    proc = run_cli("tune_main.py", str(path), "--storage", str(storage), "--address", ray_address)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = run_cli("infer.py", str(storage / "sanity_memorize"), "--prompt", "")
+    assert answer.returncode == 0
+    assert answer.stdout.strip().splitlines()[-1] == "I love machine learning"
+
+
+def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
+    config = {**TINY, "train": {**TINY["train"], "steps": 1500, "checkpoint_every": 100}}
+    grid = {"seed": [0, 1]}
+    path = write_experiment(tmp_path / "resume.yaml", "resume", config, grid)
+    storage = tmp_path / "results"
+    folder = storage / "resume"
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # save experiment state often
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "tune_main.py",
+            str(path),
+            "--storage",
+            str(storage),
+            "--address",
+            ray_address,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = [t for t in (folder.glob("seed=*")) if list(t.glob("checkpoint_*"))]
+        if len(done) == 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    unfinished = [t.name for t in trial_dirs(folder) if read_reports(t)[-1]["status"] != "finished"]
+    assert unfinished, "the sweep finished before it could be killed; make it longer"
+
+    resumed = run_cli(
+        "tune_main.py",
+        str(path),
+        "--storage",
+        str(storage),
+        "--resume",
+        "--address",
+        ray_address,
+        env={"TUNE_GLOBAL_CHECKPOINT_S": "0"},
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in unfinished:  # they went on from a checkpoint, not from step 0
+        restarts = [
+            r
+            for r in read_reports(folder / name)
+            if r["iterations_since_restore"] == 1 and r["step"] > 0
+        ]
+        assert restarts, f"{name} did not resume from a checkpoint"
+
+    clean, clean_folder, _ = sweep(
+        tmp_path / "clean", ray_address, name="resume", grid=grid, config=config
+    )
+    assert clean.returncode == 0
+    assert final_metrics(folder) == final_metrics(clean_folder)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_address_joins_a_head_started_with_ray_start(tmp_path):
+    port = free_port()
+    ray_bin = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--block",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        proc, folder, _ = sweep(tmp_path, f"127.0.0.1:{port}", grid={"seed": [0]})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "1 CPUs" in proc.stdout  # the head's CPUs, not this machine's
+        assert read_reports(folder / "seed=0")[-1]["status"] == "finished"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
