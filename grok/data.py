@@ -123,7 +123,13 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
             p_ids, a_ids = prompt_ids(task, tok, prompt), _answer_ids(tok, answer)
         except ValueError as err:
             raise ConfigError(f"task: {err}; the char tokenizer takes printable ASCII") from None
-        masked = min(max(0, task.mask_first - len(prompt)), len(a_ids))
+        masked = max(0, task.mask_first - len(prompt))
+        if masked >= len(a_ids):  # nothing left to learn or score: refuse, not a NaN loss
+            where = f"line {n} of {task.path}" if task.kind == "lines" else "task.text"
+            raise ConfigError(
+                f"task.mask_first: {task.mask_first} masks every token of {where}; "
+                f"allowed: below {len(prompt) + len(a_ids)}"
+            )
         out.append(Example(prompt, answer, p_ids, a_ids, masked=masked))
     return out
 

@@ -66,3 +66,25 @@ def assert_one_line_error(proc, *names: str) -> str:
     for name in names:
         assert name in lines[0]
     return lines[0]
+
+
+class Payload:
+    """Unpickling this creates the file `marker`: what a malicious model.pt could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def rewrite_manifest(checkpoint: Path) -> None:
+    """Make a checkpoint's manifest match its files as they are now (as a forger would)."""
+    import hashlib
+    import json
+
+    path = checkpoint / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((checkpoint / name).read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))

@@ -1,0 +1,126 @@
+"""The transformer: causal, blind to padding, and the same when it computes only some positions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grok.config import ModelConfig
+from grok.model import GPT
+
+VOCAB = 20
+PAD = 19
+
+
+def tiny_model(n_layer: int = 1, seed: int = 0, **settings) -> GPT:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_layer=n_layer, d_model=32, n_head=2, d_ff=64, max_len=16, **settings)
+    return GPT(cfg, VOCAB).eval()
+
+
+def tokens(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, PAD, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("n_layer", [1, 2])
+def test_changing_a_later_token_leaves_earlier_logits_unchanged(n_layer):
+    model = tiny_model(n_layer)
+    x = tokens(3, 10)
+    changed = x.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % PAD
+    with torch.no_grad():
+        before, after = model(x), model(changed)
+    assert before.shape == (3, 10, VOCAB)
+    assert torch.equal(before[:, :6], after[:, :6])
+    assert not torch.allclose(before[:, 6:], after[:, 6:])
+
+
+def padded(seqs: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad `seqs` to `length` with pad ids: (batch, pad mask)."""
+    x = torch.full((len(seqs), length), PAD)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = s
+    return x, x == PAD
+
+
+@pytest.mark.parametrize("n_layer", [1, 2])
+def test_outputs_do_not_depend_on_how_much_padding_the_batch_has(n_layer):
+    model = tiny_model(n_layer)
+    short, long = tokens(5, seed=2), tokens(9, seed=3)
+    with torch.no_grad():
+        alone = model(short[None])[0]
+        for length in (9, 14):
+            x, pad = padded([short, long], length)
+            out = model(x, pad_mask=pad)
+            torch.testing.assert_close(out[0, :5], alone, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[1, :9], model(long[None])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_what_the_padding_holds_does_not_matter():
+    model = tiny_model(2)
+    x, pad = padded([tokens(5, seed=2), tokens(9, seed=3)], 12)
+    noise = x.clone()
+    noise[pad] = tokens(int(pad.sum()), seed=4)
+    with torch.no_grad():
+        assert torch.equal(model(x, pad_mask=pad)[~pad], model(noise, pad_mask=pad)[~pad])
+
+
+@pytest.mark.parametrize("n_layer", [1, 2])
+@pytest.mark.parametrize("with_padding", [False, True])
+def test_outputs_at_cols_equal_the_full_forward_there(n_layer, with_padding):
+    model = tiny_model(n_layer)
+    if with_padding:
+        x, pad = padded([tokens(6, seed=5), tokens(11, seed=6), tokens(8, seed=7)], 11)
+    else:
+        x, pad = tokens(3, 11), None
+    cols = torch.tensor([2, 5, 7, 10])
+    with torch.no_grad():
+        full = model(x, pad_mask=pad)
+        some = model(x, cols=cols, pad_mask=pad)
+    assert some.shape == (3, 4, VOCAB)
+    torch.testing.assert_close(some, full[:, cols], rtol=1e-5, atol=1e-5)
+
+
+def test_cols_gradients_equal_the_full_forwards():
+    model = tiny_model(2)
+    x, cols = tokens(2, 8), torch.tensor([3, 7])
+    model(x, cols=cols).logsumexp(-1).sum().backward()
+    some = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(x)[:, cols].logsumexp(-1).sum().backward()
+    for a, b in zip(some, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sequences_longer_than_max_len_are_refused():
+    with pytest.raises(ValueError, match="sequence length 17 exceeds model.max_len 16"):
+        tiny_model()(tokens(1, 17))
+
+
+def test_greedy_generation_appends_the_argmax_of_each_prefix():
+    model = tiny_model(2)
+    x = tokens(2, 4)
+    out = model.generate(x, max_new_tokens=5)
+    assert out.shape == (2, 9)
+    assert torch.equal(out[:, :4], x)
+    with torch.no_grad():
+        for t in range(4, 9):
+            assert torch.equal(out[:, t], model(out[:, :t])[:, -1].argmax(-1))
+
+
+def test_generation_stops_at_eos_and_at_max_len():
+    model = tiny_model(2)
+    x = tokens(1, 4)
+    first = int(model.generate(x, max_new_tokens=1)[0, -1])
+    assert model.generate(x, max_new_tokens=5, eos_id=first).shape == (1, 5)
+    assert model.generate(x, max_new_tokens=100).shape == (1, 16)
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = tiny_model(2)
+    x = tokens(1, 4)
+    runs = [
+        model.generate(x, 8, temperature=1.0, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0], runs[1])
