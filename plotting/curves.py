@@ -1,0 +1,153 @@
+"""Training curves: accuracy, loss (and the weight norm) against steps, one row per varied value.
+
+python -m plotting.curves results/ablation_wd [-o DIR] [--no-param-norm]
+
+Seeds are drawn as thin lines, with their mean and min-max band over the steps every seed
+reported. Division experiments whose only varying key is the seed also get a figure in the
+manner of Fig. 1 of Power et al. 2022 (train and held-out accuracy, log steps).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from grok.cli import Parser, fail
+from grok.metrics import first_crossing
+from plotting.results import NotAnExperiment, Results, group_rows, load
+
+COLORS = {"train": "tab:red", "test": "tab:green"}  # the paper's Fig. 1 colours
+
+
+def seed_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Steps x trials table of one metric (steps > 0, for a log axis)."""
+    rows = rows[rows["step"] > 0]
+    return rows.pivot_table(index="step", columns="trial", values=metric, dropna=False)
+
+
+def draw(ax: Axes, rows: pd.DataFrame, metric: str, color: str, label: str) -> None:
+    """Each seed thin; mean and min-max band where every seed has a value."""
+    if metric not in rows or rows[metric].isna().all():
+        return
+    wide = seed_curves(rows, metric)
+    if wide.shape[1] == 1:
+        ax.plot(wide.index, wide.iloc[:, 0], color=color, lw=1.5, label=label)
+        return
+    for trial in wide:
+        own = wide[trial].dropna()  # its own steps: seeds that stop early evaluate elsewhere
+        ax.plot(own.index, own, color=color, lw=0.6, alpha=0.35)
+    common = wide.dropna()
+    ax.fill_between(common.index, common.min(axis=1), common.max(axis=1), color=color, alpha=0.2)
+    ax.plot(common.index, common.mean(axis=1), color=color, lw=1.8, label=f"{label} (mean)")
+
+
+def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
+    """One row per group: accuracy, loss, and (if reported and asked for) the parameter norm."""
+    panels = ["acc", "loss"] + (["param_norm"] if param_norm and res.has("param_norm") else [])
+    groups = list(group_rows(res, res.frame))
+    fig = Figure(figsize=(4.2 * len(panels), 2.9 * len(groups) + 0.6), layout="constrained")
+    axes = fig.subplots(len(groups), len(panels), squeeze=False, sharex=True)
+    for row, (label, _, rows) in zip(axes, groups):
+        seeds = rows["trial"].nunique()
+        for ax, panel in zip(row, panels):
+            if panel == "param_norm":
+                draw(ax, rows, "param_norm", "tab:purple", "weights")
+                ax.set_ylabel("parameter norm (L2)")
+            else:
+                for split in ("train", "test"):
+                    draw(ax, rows, f"{split}/{panel}", COLORS[split], split)
+                ax.set_ylabel("accuracy" if panel == "acc" else "loss (log)")
+            if panel == "acc":
+                ax.set_ylim(-0.02, 1.02)
+            if panel == "loss":
+                ax.set_yscale("log")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
+            ax.grid(alpha=0.3, which="major")
+            ax.set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+    axes[0][0].legend(fontsize=8, loc="best")
+    for ax in axes[-1]:
+        ax.set_xlabel("optimization step (log)")
+    several = any(rows["trial"].nunique() > 1 for _, _, rows in groups)
+    note = ": thin lines are seeds; band: min-max over seeds" if several else ""
+    fig.suptitle(res.name + note)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def wants_fig1(res: Results) -> bool:
+    """Division on one setting over seeds: the paper's Fig. 1 setting."""
+    task = res.meta.get("config", {}).get("task", {})
+    return task.get("op") == "/" and not res.groups and res.has("test/acc")
+
+
+def plot_fig1(res: Results, path: Path) -> Path:
+    """Train and held-out accuracy against steps on a log axis, as in Power et al. Fig. 1."""
+    task = res.meta.get("config", {}).get("task", {})
+    fig = Figure(figsize=(6.4, 4.4), layout="tight")
+    ax = fig.subplots()
+    draw(ax, res.frame, "train/acc", COLORS["train"], "train")
+    draw(ax, res.frame, "test/acc", COLORS["test"], "test (held out)")
+    # Mark where the mean curves first reach 99%: the gap between the lines is the grokking.
+    for split in ("train", "test"):
+        mean = seed_curves(res.frame, f"{split}/acc").dropna().mean(axis=1)
+        step = first_crossing(mean.index, mean.values, 0.99)
+        if step is not None:
+            ax.axvline(step, color=COLORS[split], ls=":", lw=1)
+            ax.text(step, 0.5, f" mean {split}\n 99% at {step}", color=COLORS[split], fontsize=8)
+    seeds = res.frame["trial"].nunique()
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("optimization steps (log)")
+    ax.set_ylabel("accuracy")
+    frac = task.get("train_fraction")
+    ax.set_title(
+        f"x/y (mod {task.get('p')}), {frac:.0%} of equations for training, "
+        f"{seeds} seed{'s' * (seeds != 1)}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) -> dict[str, Path]:
+    """curves.png (and fig1.png where it applies) in `out`; their paths."""
+    paths = {"curves": plot_curves(res, out / f"{prefix}curves.png", param_norm)}
+    if wants_fig1(res):
+        paths["fig1"] = plot_fig1(res, out / f"{prefix}fig1.png")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(
+        prog="python -m plotting.curves",
+        description="Accuracy and loss curves of an experiment, per varied value.",
+    )
+    ap.add_argument("folder", help="an experiment's results folder, e.g. results/ablation_wd")
+    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
+    ap.add_argument("--no-param-norm", action="store_true", help="leave out the weight-norm panel")
+    args = ap.parse_args(argv)
+    try:
+        res = load(args.folder)
+    except NotAnExperiment as err:
+        return fail(err)
+    if res.frame.empty:
+        return fail(f"{args.folder}: no trial has reported yet")
+    out = Path(args.out) if args.out else res.folder / "plots"
+    for path in write(res, out, param_norm=not args.no_param_norm).values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

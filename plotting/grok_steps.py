@@ -1,0 +1,252 @@
+"""Steps-to-grok per trial and per value of the varied setting, with censored runs kept.
+
+python -m plotting.grok_steps results/ablation_wd [-o DIR]
+
+Per trial and threshold (99% and 100%): the first evaluation at which train accuracy reaches it,
+the first at which test accuracy does, and their difference. A run that never got there is
+censored at the last step it reached: counted and drawn as such, never dropped or averaged.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from grok.cli import Parser, fail
+from grok.metrics import THRESHOLDS, first_crossing, pct, steps_to_grok
+from plotting.results import NotAnExperiment, Results, group_rows, load
+from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, missing, short
+
+CROSSING_COLUMNS = ("threshold", "train_step", "test_step", "steps_to_grok", "censored")
+
+
+def crossings(res: Results) -> pd.DataFrame:
+    """One row per trial and threshold: crossings, steps-to-grok, censoring and the last step."""
+    rows = []
+    splits = [m for m in ("train/acc", "test/acc") if res.has(m)]
+    for trial in res.trials.to_dict("records"):
+        curve = res.frame[res.frame["trial"] == trial["trial"]]
+        for t in THRESHOLDS:
+            first = {m: first_crossing(curve["step"], curve[m], t) for m in splits}
+            train, test = first.get("train/acc"), first.get("test/acc")
+            gap = steps_to_grok(train, test)
+            rows.append(
+                {
+                    **{k: trial[k] for k in ("trial", *res.keys, "status")},
+                    "threshold": pct(t),
+                    "train_step": train,
+                    "test_step": test,
+                    "steps_to_grok": gap,
+                    "censored": gap is None,
+                    "last_step": trial["last_step"],
+                    "budget": trial["budget"],
+                }
+            )
+    columns = ["trial", *res.keys, "status", *CROSSING_COLUMNS, "last_step", "budget"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"train_step": "Int64", "test_step": "Int64", "steps_to_grok": "Int64"}
+    )
+
+
+def summarize(res: Results, cross: pd.DataFrame) -> pd.DataFrame:
+    """Per group and threshold: runs, censored runs, and each crossing over the runs that
+    reached it (steps-to-grok over the runs that grokked: censored ones are counted apart)."""
+    rows = []
+    for t in sorted(cross["threshold"].unique()):
+        for label, values, runs in group_rows(res, cross[cross["threshold"] == t]):
+            cens = runs[runs["censored"]]
+            row = {**values, "group": label, "threshold": t, "runs": len(runs)}
+            row["grokked"] = len(runs) - len(cens)
+            row["censored"] = len(cens)
+            row["censored_at"] = ", ".join(stopped_at(s) for s in cens["last_step"])
+            for col in ("train_step", "test_step", "steps_to_grok"):
+                got = runs[col].dropna().astype(float)
+                row[f"{col}_mean"], row[f"{col}_sd"] = got.mean(), got.std()
+                row[f"{col}_min"], row[f"{col}_max"] = got.min(), got.max()
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stopped_at(step) -> str:
+    """The step a censored run was last seen at; an errored run may never have reported."""
+    return "no report" if missing(step) else str(int(step))
+
+
+def censored_text(row: dict) -> str:
+    if not row["censored"]:
+        return "0"
+    return f"{row['censored']}: not by step {row['censored_at']}"
+
+
+def steps_cell(row: dict, col: str) -> str:
+    """'2537 ± 316'."""
+    return fmt_mean_sd(row[f"{col}_mean"], row[f"{col}_sd"], "{:.0f}")
+
+
+def markdown(res: Results, summary: pd.DataFrame, cross: pd.DataFrame) -> str:
+    """The summary table (per group and threshold), then the per-trial table."""
+    head = [short(k) for k in res.groups] + ["threshold", "runs", "censored"]
+    head += ["train reaches at", "test reaches at", "steps-to-grok", "min-max"]
+    rows = [
+        [str(r[k]) for k in res.groups]
+        + [f"{r['threshold']}%", str(r["runs"]), censored_text(r)]
+        + [steps_cell(r, c) for c in ("train_step", "test_step", "steps_to_grok")]
+        + [
+            "-"
+            if r["grokked"] == 0
+            else f"{fmt_steps(r['steps_to_grok_min'])}-{fmt_steps(r['steps_to_grok_max'])}"
+        ]
+        for r in summary.to_dict("records")
+    ]
+    per_trial = [
+        [r["trial"], r["status"], f"{r['threshold']}%", fmt_steps(r["train_step"])]
+        + [fmt_steps(r["test_step"])]
+        + [
+            f"censored at {stopped_at(r['last_step'])}"
+            if r["censored"]
+            else fmt_steps(r["steps_to_grok"])
+        ]
+        for r in cross.to_dict("records")
+    ]
+    trial_head = ["trial", "status", "threshold", "train reaches", "test reaches", "steps-to-grok"]
+    return (
+        "Steps-to-grok: the first step at which test accuracy reaches the threshold minus the "
+        "first step at which train accuracy does. Means ± sd are over the runs that reached "
+        "each threshold; censored runs did not grok within their budget (or before they "
+        "stopped) and are counted, not averaged.\n\n"
+        + markdown_table(head, rows)
+        + "\n\nPer trial:\n\n"
+        + markdown_table(trial_head, per_trial)
+    )
+
+
+def plotted(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's mark: grokked at its steps-to-grok; censored after train reached at the lower
+    bound (last step - train step); censored before train reached: no value (drawn at the top)."""
+    kind = (
+        runs["censored"]
+        .map({False: "grokked", True: "lower"})
+        .where(~runs["censored"] | runs["train_step"].notna(), "never")
+    )
+    y = (
+        runs["steps_to_grok"]
+        .astype(float)
+        .where(kind == "grokked", runs["last_step"] - runs["train_step"].astype(float))
+    )
+    return runs.assign(kind=kind, y=y)
+
+
+def y_scale(values: pd.Series) -> str:
+    """Log steps, as the field plots them; symlog if a run grokked in 0 or fewer steps."""
+    values = values.dropna()
+    if values.empty:
+        return "linear"
+    return "log" if (values > 0).all() else "symlog"
+
+
+LEGEND = (
+    Line2D([], [], marker="o", ls="", color="tab:blue", label="run (grokked)"),
+    Line2D([], [], color="black", lw=2, label="mean of grokked runs"),
+    Line2D([], [], marker="^", ls="", mfc="none", color="tab:red", label="censored: at least"),
+    Line2D([], [], marker="x", ls="", color="tab:red", label="censored: train never reached"),
+)
+
+
+def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
+    """Steps-to-grok against the varied value, one panel per threshold; censored runs marked."""
+    marks = plotted(cross)
+    thresholds = sorted(marks["threshold"].unique())
+    n_groups = len(list(group_rows(res, res.trials)))
+    fig = Figure(figsize=(len(thresholds) * (2.5 + 1.1 * n_groups), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(thresholds), squeeze=False, sharey=True)[0]
+    style = {
+        "grokked": {"color": "tab:blue"},
+        "lower": {"marker": "^", "facecolors": "none", "edgecolors": "tab:red", "s": 60},
+        "never": {"marker": "x", "color": "tab:red"},
+    }
+    for ax, t in zip(axes, thresholds):
+        labels = []
+        for x, (label, _, runs) in enumerate(group_rows(res, marks[marks["threshold"] == t])):
+            jitter = x + 0.06 * (pd.Series(range(len(runs)), runs.index) - (len(runs) - 1) / 2)
+            for kind, opts in style.items():
+                sel = runs["kind"] == kind
+                y = runs.loc[sel, "y"] if kind != "never" else [0.96] * sel.sum()
+                where = ax.get_xaxis_transform() if kind == "never" else ax.transData
+                ax.scatter(jitter[sel], y, transform=where, zorder=3, **opts)
+            grokked = runs.loc[runs["kind"] == "grokked", "y"]
+            if len(grokked):
+                ax.hlines(grokked.mean(), x - 0.25, x + 0.25, color="black", lw=2, zorder=2)
+            censored = int(runs["censored"].sum())
+            labels.append(label + (f"\n{censored}/{len(runs)} censored" if censored else ""))
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_xlabel(", ".join(short(k) for k in res.groups) or "runs")
+        ax.set_title(f"threshold {t}%")
+        ax.grid(alpha=0.3, axis="y")
+        if marks.loc[(marks["threshold"] == t) & (marks["kind"] != "never"), "y"].isna().all():
+            ax.text(
+                0.5,
+                0.5,
+                "no steps-to-grok to show:\nevery run is censored",
+                ha="center",
+                transform=ax.transAxes,
+                color="tab:red",
+            )
+    shown = marks.loc[marks["kind"] != "never", "y"]
+    axes[0].set_yscale(y_scale(shown))
+    if shown.isna().all():
+        axes[0].set_yticks([])
+    axes[0].set_ylabel("steps-to-grok (test step - train step)")
+    fig.legend(handles=LEGEND, loc="outside lower center", ncol=4, fontsize=8)
+    fig.suptitle(f"{res.name}: steps from the train to the test accuracy threshold")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Write grok_steps.png, .csv (per trial), _summary.csv and .md to `out`; the summary and
+    the paths."""
+    cross = crossings(res)
+    summary = summarize(res, cross)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "png": plot(res, cross, out / f"{prefix}grok_steps.png"),
+        "csv": out / f"{prefix}grok_steps.csv",
+        "summary": out / f"{prefix}grok_steps_summary.csv",
+        "md": out / f"{prefix}grok_steps.md",
+    }
+    cross.to_csv(paths["csv"], index=False)
+    summary.to_csv(paths["summary"], index=False)
+    paths["md"].write_text(markdown(res, summary, cross) + "\n")
+    return summary, paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(
+        prog="python -m plotting.grok_steps",
+        description="Steps-to-grok per trial and per varied value: plot, CSV, Markdown.",
+    )
+    ap.add_argument("folder", help="an experiment's results folder, e.g. results/ablation_wd")
+    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
+    args = ap.parse_args(argv)
+    try:
+        res = load(args.folder)
+    except NotAnExperiment as err:
+        return fail(err)
+    if res.frame.empty:
+        return fail(f"{args.folder}: no trial has reported yet")
+    if not res.has("test/acc"):
+        return fail(f"{args.folder}: no trial reports test/acc; steps-to-grok needs a test split")
+    _, paths = write(res, Path(args.out) if args.out else res.folder / "plots")
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Build REPORT.md from every experiment in a results root: figures, tables and numbers from data.
+
+python -m plotting.report results/ --out report/
+
+Sections follow the assignment (sanity checks, data and splits, add/sub, grokking, ablations),
+then any other experiment found. A missing experiment is named, with the command that makes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from grok.cli import Parser, fail
+from grok.config import Config, ConfigError, TaskConfig, apply_overrides
+from grok.data import SPLITS, build_splits, describe
+from plotting import curves, grok_steps, tables
+from plotting.results import EXPERIMENT_FILE, NotAnExperiment, Results, is_experiment, load
+from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
+
+DATA = "data"  # the data-and-splits section, between the sanity checks and add/sub
+PARTS = (
+    ("1. Sanity checks (Part 1.5)", ("sanity_memorize", "sanity_mask3")),
+    ("2. Data and splits (Part 2.1)", (DATA,)),
+    ("3. Addition and subtraction (Part 2.2)", ("addsub",)),
+    ("4. Grokking on division (Part 2.3)", ("division_grokking",)),
+    ("5. Ablations (Part 2.4)", ("ablation_wd", "ablation_data_fraction", "ablation_dropout")),
+)
+ACC = "{:.4f}"  # accuracies, as in the tables
+KNOWN = [name for _, names in PARTS for name in names if name != DATA]
+INTROS = {
+    "sanity_memorize": "A one-layer model trained on the single string 'I love machine "
+    "learning': the training loss should go to about 0 and greedy generation from the empty "
+    "prompt should give the string back exactly.",
+    "sanity_mask3": "The same string with the loss masked on its first 3 tokens: prompted with "
+    "those 3 characters, the model should complete the string.",
+    "addsub": "Modular addition and subtraction with 1- and 2-layer models (d_model 128, d_ff "
+    "512, 4 heads), p = 97 and 113, 3 seeds each.",
+    "division_grokking": "x/y mod 97 with the paper's recipe: train accuracy reaches 100% early, "
+    "test accuracy follows much later (Power et al. 2022, Fig. 1).",
+    "ablation_wd": "Weight decay against steps-to-grok on x/y mod 97.",
+    "ablation_data_fraction": "Fraction of equations used for training against steps-to-grok "
+    "on x/y mod 97.",
+    "ablation_dropout": "Dropout against steps-to-grok on x/y mod 97.",
+}
+
+
+def others(root: Path) -> list[str]:
+    """Experiment folders the assignment does not name (moved-aside `*.old-*` copies skipped)."""
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.name not in KNOWN and ".old-" not in d.name and is_experiment(d)
+    )
+
+
+def missing_section(name: str, root: Path) -> str:
+    return (
+        f"### {name}\n\n**Missing:** `{root / name}` was not found. Produce it with "
+        f"`python tune_main.py experiments/{name}.yaml`, then rebuild this report.\n"
+    )
+
+
+def base_config(res: Results) -> Config | None:
+    try:
+        return Config.from_dict(res.meta["config"], str(res.folder))
+    except (KeyError, ConfigError):
+        return None
+
+
+def generated_text(res: Results, task: TaskConfig) -> str:
+    """What the best checkpoint of a text task generates from the unmasked prefix."""
+    from grok.inference import complete  # torch: loaded only when a sanity run is present
+    from grok.select import SelectionError, find_checkpoint
+    from grok.train import CheckpointError, load_model
+
+    prompt = (task.text or "")[: task.mask_first]
+    metric = "val/acc" if res.has("val/acc") else "train/acc"
+    command = f'python infer.py {res.folder} --prompt "{prompt}"'
+    command += "" if metric == "val/acc" else f" --metric {metric}"
+    try:
+        found = find_checkpoint(res.folder, metric)
+        model, cfg = load_model(found.checkpoint)
+        text = prompt + complete(model, cfg, [prompt])[0]
+    except (SelectionError, CheckpointError, ConfigError, ValueError) as err:
+        return f"No string could be generated (`{command}`): {err}."
+    verdict = "exactly the training string" if text == task.text else f"not `{task.text}`"
+    return (
+        f"`{command}` ({found.note}) generates `{text}`: {verdict}. "
+        f"Checkpoint: `{found.checkpoint}`."
+    )
+
+
+def checkpoint_text(res: Results) -> str:
+    """Where the best trial's best checkpoint is, for infer.py (a deliverable of each part)."""
+    from grok.select import SelectionError, find_checkpoint
+
+    try:
+        found = find_checkpoint(res.folder)
+    except SelectionError as err:
+        return f"No checkpoint to point to: {err}."
+    return (
+        f"Best checkpoint: `{found.checkpoint}` ({found.note}). "
+        f"Its greedy accuracy per split: `python infer.py {res.folder} --eval`."
+    )
+
+
+def sanity_text(res: Results) -> list[str]:
+    """Final training loss per trial, and the generated string of a text task."""
+    last = res.frame.groupby("trial", sort=False).tail(1)
+    lines = [
+        f"- `{r['trial']}`: final train loss {r['train/loss']:.3g} at step {fmt_steps(r['step'])}"
+        f", train accuracy {r['train/acc']:.4f} ({r['status']})."
+        for r in last.to_dict("records")
+    ]
+    cfg = base_config(res)
+    if cfg is not None and cfg.task.kind == "text":
+        lines += ["", generated_text(res, cfg.task)]
+    return lines
+
+
+def grok_text(summary: pd.DataFrame) -> list[str]:
+    """One line per group and threshold, with the numbers of the steps-to-grok summary."""
+    lines = []
+    for r in summary.to_dict("records"):
+        gap = fmt_mean_sd(r["steps_to_grok_mean"], r["steps_to_grok_sd"], "{:.0f}")
+        line = f"- `{r['group']}`, {r['threshold']}%: {r['grokked']} of {r['runs']} runs grokked"
+        if r["grokked"]:
+            line += f", steps-to-grok {gap}"
+        if r["censored"]:
+            line += f"; {grok_steps.censored_text(r)} (censored)"
+        lines.append(line + ".")
+    return lines
+
+
+def final_text(table: pd.DataFrame) -> str:
+    acc = table.dropna(subset=["test/acc_mean"])
+    if acc.empty:
+        return ""
+    if len(acc) == 1:
+        r = acc.iloc[0]
+        return f"Final test accuracy {fmt_mean_sd(r['test/acc_mean'], r['test/acc_sd'], ACC)}."
+    lo, hi = acc.loc[acc["test/acc_mean"].idxmin()], acc.loc[acc["test/acc_mean"].idxmax()]
+    return (
+        f"Final test accuracy (mean over seeds) ranges from {ACC.format(lo['test/acc_mean'])} "
+        f"(`{lo['group']}`) to {ACC.format(hi['test/acc_mean'])} (`{hi['group']}`)."
+    )
+
+
+def experiment_section(res: Results, out: Path) -> str:
+    lines = [f"### {res.name}", ""]
+    lines += [INTROS.get(res.name) or res.meta.get("description") or "", ""]
+    lines += [f"Experiment file: `{res.source}`. Command: `{res.command}`.", ""]
+    if res.trials.empty or res.frame.empty:
+        return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
+    lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.folder}`).", ""]
+    prefix = f"{res.name}_"
+    for kind, path in curves.write(res, out, prefix).items():
+        lines += [f"![{res.name} {kind}]({path.name})", ""]
+    table, paths = tables.write(res, out, prefix)
+    lines += [paths["md"].read_text()] + ([final_text(table), ""] if final_text(table) else [])
+    if res.has("test/acc"):
+        summary, paths = grok_steps.write(res, out, prefix)
+        lines += [f"![{res.name} steps-to-grok]({paths['png'].name})", ""]
+        lines += grok_text(summary) + [""]
+        lines += [f"Per-trial crossings: `{paths['md'].name}`, `{paths['csv'].name}`.", ""]
+        lines += [checkpoint_text(res), ""]
+    else:
+        lines += sanity_text(res) + [""]
+    return "\n".join(lines)
+
+
+def task_label(task: TaskConfig) -> str:
+    if task.kind == "modular":
+        return f"a{task.op}b mod {task.p}"
+    if task.kind == "text":
+        return f"text {task.text!r}" + (
+            f", first {task.mask_first} masked" if task.mask_first else ""
+        )
+    return f"lines of {task.path}"
+
+
+def data_section(present: list[Results]) -> str:
+    """Split sizes of every task of the experiments present; how the data is made, per op and p."""
+    tasks: dict[str, tuple[TaskConfig, list[str]]] = {}
+    for res in present:
+        base = base_config(res)
+        if base is None:
+            continue
+        for values in res.trials[res.keys].to_dict("records"):
+            task_values = {k: v for k, v in values.items() if k.startswith("task.")}
+            task = apply_overrides(base, task_values, str(res.folder)).task
+            tasks.setdefault(repr(task), (task, []))[1].append(res.name)
+    if not tasks:
+        return "No experiment is present yet, so there are no splits to describe.\n"
+    head = ["task", "train fraction", "val fraction", "data seed", "total", *SPLITS, "experiments"]
+    rows, described = [], {}
+    for task, names in tasks.values():
+        try:
+            splits = build_splits(task)
+        except ConfigError as err:
+            rows.append([task_label(task), "-", "-", "-", str(err), "", "", "", ""])
+            continue
+        counts = [str(len(splits[s])) for s in SPLITS]
+        total = str(sum(len(s) for s in splits.values()))
+        fractions = [f"{task.train_fraction:g}", f"{task.val_fraction:g}", str(task.data_seed)]
+        rows.append([task_label(task), *fractions, total, *counts, ", ".join(dict.fromkeys(names))])
+        # How the data is made, once per op and p (the table has every split's sizes).
+        described.setdefault(task_label(replace(task, mask_first=0)), describe(task, splits))
+    lines = [markdown_table(head, rows), ""]
+    for title, text in described.items():
+        lines += [f"#### {title}", "", text]
+    lines += [
+        "The split files (CSV per split, and this description) are written by "
+        "`python -m grok.data experiments/<name>.yaml --out splits/<name>`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build(root: Path, out: Path) -> Path:
+    """Write out/REPORT.md and its figures and tables; its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    extra = others(root)
+    loaded: dict[str, Results | str] = {}
+    for name in KNOWN + extra:
+        if (root / name).is_dir():
+            try:
+                loaded[name] = load(root / name)
+            except NotAnExperiment as err:
+                loaded[name] = str(err)
+    present = [r for r in loaded.values() if isinstance(r, Results)]
+    absent = [n for n in KNOWN if n not in loaded]
+    lines = [
+        "# Report: training small transformers and grokking",
+        "",
+        f"Built by `python -m plotting.report {root} --out {out}` from the result folders in "
+        f"`{root}`. Present: {', '.join(r.name for r in present) or 'none'}. "
+        f"Missing: {', '.join(absent) or 'none'}.",
+        "",
+    ]
+    parts = list(PARTS) + [("6. Other experiments", tuple(extra))]
+    for title, part in parts:
+        lines += [f"## {title}", ""]
+        if part == (DATA,):
+            lines += [data_section(present)]
+            continue
+        if not part:
+            lines += ["None found.", ""]
+        for name in part:
+            found = loaded.get(name)
+            if found is None:
+                lines += [missing_section(name, root)]
+            elif isinstance(found, str):
+                lines += [f"### {name}\n\n**Unreadable:** {found}\n"]
+            else:
+                lines += [experiment_section(found, out)]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(
+        prog="python -m plotting.report",
+        description="Build REPORT.md with the figures and tables of every experiment.",
+    )
+    ap.add_argument("root", help="the results root holding one folder per experiment (results/)")
+    ap.add_argument("--out", default="report", help="output folder (default: report/)")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    if not root.is_dir():
+        return fail(f"{root}: no such folder")
+    if (root / EXPERIMENT_FILE).is_file():
+        return fail(f"{root} is one experiment; give the results root that holds it")
+    print(build(root, Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Load a Tune experiment folder (finished, running or partly errored) into tidy pandas frames.
+
+A folder `results/<name>/` holds `experiment.yaml` (the resolved experiment, written by
+tune_main.py) and one folder per trial with `params.json` (its grid values, dotted keys) and
+`result.json` (one JSON report per line). Only these files are read: no Ray needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from grok.config import trial_name
+from grok.select import read_reports
+
+EXPERIMENT_FILE = "experiment.yaml"  # as grok.tune.EXPERIMENT_FILE (importing that needs Ray)
+SEED = "seed"
+# Tune's bookkeeping in each report: not metrics of the run.
+BOOKKEEPING = (
+    "config",
+    "timestamp",
+    "date",
+    "done",
+    "should_checkpoint",
+    "trial_id",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_this_iter_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "experiment_tag",
+)
+TEXT_COLUMNS = ("status", "checkpoint_dir_name")
+
+
+class NotAnExperiment(ValueError):
+    """A folder that holds no Tune experiment."""
+
+
+@dataclass
+class Results:
+    """One experiment folder as frames: `frame` per trial and step, `trials` per trial."""
+
+    name: str
+    folder: Path
+    meta: dict[str, Any]  # experiment.yaml; {} when absent
+    keys: list[str]  # the grid's keys (dotted), seed included
+    frame: pd.DataFrame  # trial, keys..., status, step, every metric
+    trials: pd.DataFrame  # trial, keys..., status, reports, last_step, budget
+
+    @property
+    def groups(self) -> list[str]:
+        """The varying keys other than the seed: what a figure's panels and a table's rows are."""
+        return [k for k in self.keys if k != SEED]
+
+    @property
+    def source(self) -> str:
+        return self.meta.get("source") or f"experiments/{self.name}.yaml"
+
+    @property
+    def command(self) -> str:
+        return self.meta.get("command") or f"python tune_main.py {self.source}"
+
+    def has(self, metric: str) -> bool:
+        """Whether any trial reported a value of `metric` (sanity runs have no test split)."""
+        return metric in self.frame and self.frame[metric].notna().any()
+
+
+def group_label(values: dict[str, Any]) -> str:
+    """A group's name from its varying values, as in trial folder names: 'wd=0.3', or 'all'."""
+    return trial_name(values, default="all")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def is_trial(folder: Path) -> bool:
+    return folder.is_dir() and (
+        (folder / "params.json").is_file() or (folder / "result.json").exists()
+    )
+
+
+def is_experiment(folder: Path) -> bool:
+    return folder.is_dir() and (
+        (folder / EXPERIMENT_FILE).is_file() or any(is_trial(d) for d in folder.iterdir())
+    )
+
+
+def read_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, str]:
+    """A trial's grid values, its reports (one row per step, last report kept) and its status."""
+    reports = read_reports(folder)
+    try:
+        params = json.loads((folder / "params.json").read_text())
+    except (OSError, ValueError):
+        params = reports[0].get("config", {}) if reports else {}
+    curve = pd.DataFrame(reports)
+    if "step" in curve:
+        # A trial resumed from a checkpoint re-reports the steps after it: keep the last.
+        curve = curve.dropna(subset=["step"]).drop_duplicates("step", keep="last")
+        curve = curve.sort_values("step", kind="stable").reset_index(drop=True)
+        curve = curve.drop(columns=[c for c in BOOKKEEPING if c in curve])
+        for col in curve.columns.difference(TEXT_COLUMNS):
+            curve[col] = pd.to_numeric(curve[col], errors="coerce")
+    else:
+        curve = pd.DataFrame({"step": pd.Series(dtype=float)})
+    if (folder / "error.txt").exists():
+        status = "errored"
+    elif "status" in curve and len(curve) and isinstance(curve["status"].iloc[-1], str):
+        status = curve["status"].iloc[-1]
+    else:
+        status = "running"  # no report yet, or reports without a status
+    return _flatten(params), curve.drop(columns=["status"], errors="ignore"), status
+
+
+def _grid_order(grid: dict[str, list], keys: list[str], values: dict[str, Any]) -> tuple:
+    """Sort key: a trial's place in the grid's product order (unknown values last, by text)."""
+    order = []
+    for key in keys:
+        listed = grid.get(key, [])
+        value = values.get(key)
+        order.append((listed.index(value), "") if value in listed else (len(listed), str(value)))
+    return tuple(order)
+
+
+def _budget(meta: dict[str, Any], values: dict[str, Any]) -> float:
+    """train.steps of the trial's config, or NaN without experiment.yaml."""
+    if "train.steps" in values:
+        return float(values["train.steps"])
+    steps = meta.get("config", {}).get("train", {}).get("steps")
+    return float(steps) if steps is not None else math.nan
+
+
+def load(folder: str | Path) -> Results:
+    """Read every trial of an experiment folder; raises NotAnExperiment for any other folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotAnExperiment(f"{folder}: no such folder")
+    if not is_experiment(folder):
+        raise NotAnExperiment(
+            f"{folder}: not a Tune experiment folder (no {EXPERIMENT_FILE} and no trial "
+            "folders with params.json or result.json)"
+        )
+    meta: dict[str, Any] = {}
+    if (folder / EXPERIMENT_FILE).is_file():
+        try:
+            meta = yaml.safe_load((folder / EXPERIMENT_FILE).read_text()) or {}
+        except yaml.YAMLError:
+            raise NotAnExperiment(f"{folder / EXPERIMENT_FILE}: not valid YAML") from None
+        if not isinstance(meta, dict):
+            raise NotAnExperiment(f"{folder / EXPERIMENT_FILE}: not an experiment record")
+    grid = meta.get("grid") or {}
+    read = [(d.name, *read_trial(d)) for d in sorted(folder.iterdir()) if is_trial(d)]
+    keys = list(grid) or sorted({k for _, values, _, _ in read for k in values})
+    if SEED in keys:  # the seed axis last: groups are what remains
+        keys = [k for k in keys if k != SEED] + [SEED]
+    read.sort(key=lambda t: _grid_order(grid, keys, t[1]))
+
+    curves, rows = [], []
+    for name, values, curve, status in read:
+        ident = {"trial": name, **{k: values.get(k) for k in keys}, "status": status}
+        last = curve["step"].max() if len(curve) else math.nan
+        rows.append({**ident, "reports": len(curve), "last_step": last})
+        rows[-1]["budget"] = _budget(meta, values)
+        if len(curve):
+            curves.append(curve.assign(**ident)[[*ident, *curve.columns]])
+    id_cols = ["trial", *keys, "status"]
+    frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=id_cols)
+    trials = pd.DataFrame(rows, columns=[*id_cols, "reports", "last_step", "budget"])
+    return Results(meta.get("name") or folder.name, folder, meta, keys, frame, trials)
+
+
+def group_rows(res: Results, table: pd.DataFrame):
+    """(label, values, rows) for each group of `table` (rows of trials), in grid order."""
+    if not res.groups:
+        yield group_label({}), {}, table
+        return
+    for values, rows in table.groupby(res.groups, sort=False, dropna=False):
+        values = dict(zip(res.groups, values if isinstance(values, tuple) else (values,)))
+        yield group_label(values), values, rows

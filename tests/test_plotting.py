@@ -1,0 +1,367 @@
+"""plotting: loading Tune folders, steps-to-grok with censoring, the CLIs and the report.
+
+The result folders are written here in Tune's layout (experiment.yaml, <trial>/params.json,
+result.json one report per line, error.txt) with curves whose crossings are known by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from grok.config import Config, apply_overrides, trial_name
+from grok.metrics import THRESHOLDS, crossing_key, grok_key
+from grok.train import Trainer
+from plotting import curves, grok_steps, report, tables
+from plotting.results import load
+
+STEPS = list(range(0, 1100, 100))
+
+
+def write_experiment(root: Path, name: str, grid: dict, config: dict | None = None) -> Path:
+    base = apply_overrides(Config(), config or {}, "test")
+    record = {
+        "name": name,
+        "description": f"{name} made by the tests",
+        "source": f"experiments/{name}.yaml",
+        "grid": grid,
+        "resources": {"cpu": 1.0, "gpu": 0.0},
+        "tune": {},
+        "config": base.to_dict(),
+    }
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    return folder
+
+
+def report_row(params: dict, step: int, train: float, test: float, status: str, n: int) -> dict:
+    """One report as the trainer and Tune write it (crossings left null: plotting recomputes)."""
+    loss = lambda acc: -math.log(max(acc, 1e-3)) if not math.isnan(acc) else math.nan
+    row = {
+        "step": step,
+        "train/loss": loss(train),
+        "train/acc": train,
+        "val/loss": loss(test),
+        "val/acc": test,
+        "test/loss": loss(test),
+        "test/acc": test,
+        "lr": 1e-3,
+        "param_norm": 150.0 - step / 20,
+        "steps_per_s": 100.0,
+    }
+    row.update({crossing_key(m, t): None for m in ("train/acc", "test/acc") for t in THRESHOLDS})
+    row.update({grok_key(t): None for t in THRESHOLDS})
+    row.update(status=status, checkpoint_dir_name=None, done=False, training_iteration=n)
+    row.update(trial_id="abc_00000", time_total_s=float(n), config=params)
+    return row
+
+
+def write_trial(
+    exp: Path,
+    params: dict,
+    train: list[float],
+    test: list[float],
+    final: str = "finished",
+    steps: list[int] = STEPS,
+    error: bool = False,
+    tail: str = "",
+) -> Path:
+    """A trial folder; the last report gets status `final` ('running': none does)."""
+    folder = exp / trial_name(params)
+    folder.mkdir()
+    (folder / "params.json").write_text(json.dumps(params))
+    rows = [
+        report_row(params, s, a, b, final if i == len(train) - 1 else "running", i + 1)
+        for i, (s, a, b) in enumerate(zip(steps, train, test))
+    ]
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+    if error:
+        (folder / "error.txt").write_text("Failure # 1 (occurred at ...)\nRuntimeError: boom\n")
+    return folder
+
+
+def wd_experiment(root: Path) -> Path:
+    """Six trials with hand-known crossings: finished, censored, grokked, resumed, errored."""
+    wd = "optim.weight_decay"
+    exp = write_experiment(root, "ablation_wd", {wd: [0.1, 1.0], "seed": [0, 1, 2]})
+    ones = [1.0] * 11
+    # 99%: train 200, test 900 -> 700; 100%: train 300, test never -> censored at 1000.
+    write_trial(
+        exp,
+        {wd: 0.1, "seed": 0},
+        [0, 0.5, 0.99, 1, *ones[4:]],
+        [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.99, 0.995],
+    )
+    # Train 99% at 200, 100% at 400; test never: censored at 1000 for both thresholds.
+    write_trial(exp, {wd: 0.1, "seed": 1}, [0, 0.6, 0.995, 0.995, *ones[4:]], [0.5] * 11)
+    # Errored before its first report: kept, censored, no step.
+    t6 = exp / trial_name({wd: 0.1, "seed": 2})
+    t6.mkdir()
+    (t6 / "params.json").write_text(json.dumps({wd: 0.1, "seed": 2}))
+    (t6 / "result.json").write_text("")
+    (t6 / "error.txt").write_text("RuntimeError: boom\n")
+    # Stopped after grokking at 600. 99%: 100 -> 300 (200); 100%: 200 -> 400 (200).
+    write_trial(
+        exp,
+        {wd: 1.0, "seed": 0},
+        [0, 0.99, 1, 1, 1, 1, 1],
+        [0, 0.3, 0.6, 0.99, 1, 1, 1],
+        final="grokked",
+        steps=STEPS[:7],
+    )
+    # Still running, resumed from a checkpoint at 200: steps 300 and 400 were reported twice.
+    # Keeping the last reports, 99%: 100 -> 400 (300); 100%: 200 -> 500 (300).
+    resumed = write_trial(
+        exp,
+        {wd: 1.0, "seed": 1},
+        [0, 0.99, 1, 1, 1],
+        [0, 0.2, 0.4, 0.995, 1.0],
+        final="running",
+        steps=STEPS[:5],
+    )
+    again = [
+        report_row({}, 300, 1.0, 0.9, "running", 6),
+        report_row({}, 400, 1.0, 0.99, "running", 7),
+        report_row({}, 500, 1.0, 1.0, "running", 8),
+    ]
+    with open(resumed / "result.json", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in again) + '{"step": 600, "train/lo')
+    # Errored at 200 after train reached 99%: 99% censored at 200; 100% never reached by train.
+    write_trial(
+        exp, {wd: 1.0, "seed": 2}, [0, 0.99, 0.99], [0, 0.1, 0.2], steps=STEPS[:3], error=True
+    )
+    return exp
+
+
+def sanity_experiment(root: Path, with_checkpoint: bool = True) -> Path:
+    """sanity_memorize: train loss only (val and test are NaN), and a real tiny checkpoint."""
+    config = {
+        "task.kind": "text",
+        "task.text": "I love machine learning",
+        "task.tokenizer": "char",
+        "task.train_fraction": 1.0,
+        "task.val_fraction": 0.0,
+        "model.n_layer": 1,
+        "model.d_model": 16,
+        "model.n_head": 2,
+        "model.d_ff": 32,
+        "train.steps": 3,
+    }
+    exp = write_experiment(root, "sanity_memorize", {}, config)
+    nan = [math.nan] * 4
+    trial = write_trial(exp, {}, [0.0, 0.5, 0.9, 1.0], nan, steps=[0, 1, 2, 3])
+    if with_checkpoint:
+        cfg = apply_overrides(Config(), config, "test")
+        Trainer(cfg, device="cpu").save_checkpoint(trial / "checkpoint_000000")
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        rows[-1]["checkpoint_dir_name"] = "checkpoint_000000"
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return exp
+
+
+ADDSUB_TEST_ACC = {("+", 1): [0.9, 0.8, 0.7], ("+", 2): [1.0, 1.0, 1.0], ("-", 1): [0.5, 0.6, 0.4]}
+
+
+def addsub_experiment(root: Path) -> Path:
+    grid = {"task.op": ["+", "-"], "model.n_layer": [1, 2], "task.p": [97], "seed": [0, 1, 2]}
+    exp = write_experiment(root, "addsub", grid, {"train.steps": 200})
+    for (op, layers), accs in ADDSUB_TEST_ACC.items():  # ("-", 2) not started yet
+        for seed, acc in enumerate(accs):
+            params = {"task.op": op, "model.n_layer": layers, "task.p": 97, "seed": seed}
+            write_trial(exp, params, [0.1, 0.9, 1.0], [0.0, acc / 2, acc], steps=[0, 100, 200])
+    return exp
+
+
+@pytest.fixture
+def wd(tmp_path: Path) -> Path:
+    return wd_experiment(tmp_path / "results")
+
+
+def by_trial(cross, threshold: int) -> dict:
+    """trial -> (train step, test step, steps-to-grok, censored); None where not reached."""
+    rows = cross[cross["threshold"] == threshold]
+    plain = lambda v: None if pd.isna(v) else int(v)
+    return {
+        r["trial"]: (plain(r["train_step"]), plain(r["test_step"]), plain(r["steps_to_grok"]))
+        + (r["censored"],)
+        for r in rows.to_dict("records")
+    }
+
+
+def test_steps_to_grok_equals_hand_computed(wd):
+    cross = grok_steps.crossings(load(wd))
+    na = None
+    assert by_trial(cross, 99) == {
+        "wd=0.1,seed=0": (200, 900, 700, False),
+        "wd=0.1,seed=1": (200, na, na, True),
+        "wd=0.1,seed=2": (na, na, na, True),
+        "wd=1,seed=0": (100, 300, 200, False),
+        "wd=1,seed=1": (100, 400, 300, False),
+        "wd=1,seed=2": (100, na, na, True),
+    }
+
+
+def test_thresholds_99_and_100_differ_where_they_should(wd):
+    cross = grok_steps.crossings(load(wd))
+    hundred = by_trial(cross, 100)
+    assert hundred["wd=0.1,seed=0"][:2] == (300, None) and hundred["wd=0.1,seed=0"][3]
+    assert hundred["wd=0.1,seed=1"][0] == 400
+    assert hundred["wd=1,seed=0"] == (200, 400, 200, False)
+    assert hundred["wd=1,seed=1"] == (200, 500, 300, False)
+    assert hundred["wd=1,seed=2"][0] is None
+
+
+def test_censored_runs_are_counted_marked_and_not_averaged(wd):
+    res = load(wd)
+    cross = grok_steps.crossings(res)
+    summary = grok_steps.summarize(res, cross).set_index(["group", "threshold"])
+    low, high = summary.loc[("wd=0.1", 99)], summary.loc[("wd=1", 99)]
+    assert (low["runs"], low["grokked"], low["censored"]) == (3, 1, 2)
+    assert low["steps_to_grok_mean"] == 700 and math.isnan(low["steps_to_grok_sd"])
+    assert (high["runs"], high["grokked"], high["censored"]) == (3, 2, 1)
+    assert high["steps_to_grok_mean"] == 250 and high["censored_at"] == "200"
+    assert summary.loc[("wd=0.1", 100), "grokked"] == 0
+    assert summary.loc[("wd=0.1", 100), "censored"] == 3
+    md = grok_steps.markdown(res, summary.reset_index(), cross)
+    assert "2: not by step 1000, no report" in md
+    assert "censored at 200" in md and "250 ± 71" in md
+
+
+def test_running_resumed_and_errored_trials_load(wd):
+    res = load(wd)
+    status = dict(zip(res.trials["trial"], res.trials["status"]))
+    assert status == {
+        "wd=0.1,seed=0": "finished",
+        "wd=0.1,seed=1": "finished",
+        "wd=0.1,seed=2": "errored",
+        "wd=1,seed=0": "grokked",
+        "wd=1,seed=1": "running",
+        "wd=1,seed=2": "errored",
+    }
+    resumed = res.frame[res.frame["trial"] == "wd=1,seed=1"]
+    assert resumed["step"].tolist() == [0, 100, 200, 300, 400, 500]  # partial line skipped
+    assert resumed.set_index("step").loc[300, "test/acc"] == 0.9  # the re-report kept
+    assert res.trials.set_index("trial").loc["wd=0.1,seed=2", "reports"] == 0
+    assert res.keys == ["optim.weight_decay", "seed"] and res.groups == ["optim.weight_decay"]
+    assert set(res.frame.columns) >= {"trial", "optim.weight_decay", "seed", "step", "test/acc"}
+    assert "config" not in res.frame and "trial_id" not in res.frame
+
+
+def test_folder_without_experiment_yaml_still_loads(wd):
+    (wd / "experiment.yaml").unlink()
+    res = load(wd)
+    assert res.keys == ["optim.weight_decay", "seed"] and len(res.trials) == 6
+    assert res.trials["budget"].isna().all()
+
+
+def test_not_an_experiment_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    for cli in (curves, grok_steps, tables):
+        assert cli.main([str(tmp_path / "notes")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a Tune experiment" in err
+    done = subprocess.run(
+        [sys.executable, "-m", "plotting.curves", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def is_png(path: Path) -> bool:
+    return path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clis_write_pngs_and_tables(wd, tmp_path):
+    out = tmp_path / "plots"
+    assert curves.main([str(wd), "-o", str(out)]) == 0
+    assert grok_steps.main([str(wd), "-o", str(out)]) == 0
+    assert tables.main([str(wd), "-o", str(out)]) == 0
+    for name in ("curves.png", "grok_steps.png"):
+        assert is_png(out / name)
+    for name in ("grok_steps.csv", "grok_steps_summary.csv", "final_metrics.csv"):
+        assert len((out / name).read_text().splitlines()) > 2
+    assert (out / "grok_steps.md").read_text().count("| wd=1,seed=1 |") == 2
+    assert not (wd / "plots").exists()  # -o respected
+    assert curves.main([str(wd)]) == 0 and is_png(wd / "plots" / "curves.png")
+
+
+def test_division_over_seeds_gets_the_fig1_figure(tmp_path):
+    exp = write_experiment(tmp_path, "division_grokking", {"seed": [0, 1]})
+    write_trial(exp, {"seed": 0}, [0, 0.5, *[1.0] * 9], [0.0] * 5 + [1.0] * 6)
+    write_trial(exp, {"seed": 1}, [0, 0.6, *[1.0] * 9], [0.0] * 6 + [1.0] * 5)
+    paths = curves.write(load(exp), tmp_path / "out")
+    assert set(paths) == {"curves", "fig1"} and all(is_png(p) for p in paths.values())
+
+
+def test_addsub_table_has_mean_and_sd_over_seeds(tmp_path):
+    res = load(addsub_experiment(tmp_path))
+    table = tables.final_table(res).set_index("group")
+    row = table.loc["op=add,layers=1,p=97"]
+    assert row["runs"] == 3 and row["test/acc_mean"] == pytest.approx(0.8)
+    assert row["test/acc_sd"] == pytest.approx(0.1)
+    assert row["train/loss_mean"] == pytest.approx(0.0) and row["states"] == "3 finished"
+    assert len(table) == 3  # op=sub,layers=2 has no trial yet
+    md = tables.markdown(res, table.reset_index())
+    assert "| op | layers | p | runs |" in md and "| - | 1 | 97 | 3 | 3 finished | 200 |" in md
+    assert "0.8000 ± 0.1000" in md
+
+
+def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
+    root = tmp_path / "results"
+    wd_experiment(root)
+    sanity_experiment(root)
+    addsub_experiment(root)
+    other = write_experiment(root, "quickstart", {"seed": [0]})
+    write_trial(other, {"seed": 0}, [0, 1.0, *[1.0] * 9], [0, 0, 1.0, *[1.0] * 8])
+    aside = write_experiment(root, "quickstart.old-20260101-000000", {"seed": [0]})
+    write_trial(aside, {"seed": 0}, [0.5] * 11, [0.5] * 11)
+    out = tmp_path / "report"
+    assert report.main([str(root), "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    titles = [title for title, _ in report.PARTS] + ["6. Other experiments"]
+    positions = [text.index(f"## {t}") for t in titles]
+    assert positions == sorted(positions)
+    for name in ("sanity_mask3", "division_grokking", "ablation_data_fraction", "ablation_dropout"):
+        assert f"### {name}\n\n**Missing:**" in text
+        assert f"python tune_main.py experiments/{name}.yaml" in text
+    assert "### quickstart" in text and "old-2026" not in text
+    assert "Command: `python tune_main.py experiments/ablation_wd.yaml`" in text
+    # Numbers in the text are the frame's.
+    res = load(root / "sanity_memorize")
+    final_loss = res.frame["train/loss"].iloc[-1]
+    assert f"final train loss {final_loss:.3g} at step 3" in text
+    assert "`python infer.py" in text and "--metric train/acc` (trial" in text
+    summary = grok_steps.summarize(
+        load(root / "ablation_wd"), grok_steps.crossings(load(root / "ablation_wd"))
+    )
+    high = summary[(summary["group"] == "wd=1") & (summary["threshold"] == 99)].iloc[0]
+    assert (
+        f"`wd=1`, 99%: 2 of 3 runs grokked, steps-to-grok {high['steps_to_grok_mean']:.0f}" in text
+    )
+    addsub = load(root / "addsub").frame
+    final = addsub[(addsub["task.op"] == "-") & (addsub["step"] == 200)]["test/acc"]
+    assert f"| {final.mean():.4f} ± {final.std():.4f} |" in text
+    assert "| a+b mod 97 | 0.5 | 0.1 | 0 | 9409 | 4704 | 941 | 3764 | addsub |" in text
+    for image in [
+        line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")
+    ]:
+        assert is_png(out / image)
+
+
+def test_report_on_an_empty_root_names_everything_missing(tmp_path):
+    (tmp_path / "results").mkdir()
+    path = report.build(tmp_path / "results", tmp_path / "report")
+    text = path.read_text()
+    assert text.count("**Missing:**") == len(report.KNOWN)
+    assert "No experiment is present yet" in text
