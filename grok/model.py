@@ -9,9 +9,12 @@ Two things differ from a textbook GPT, both for the tasks here:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from grok.config import ModelConfig
 
@@ -40,14 +43,18 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, -1, self.n_head, hs).transpose(1, 2)  # (B, nh, Tq, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        # At these lengths (a handful of tokens) the CPU's fused flash kernel costs more than
+        # the plain product it replaces: 12% of a training step, measured on a 2-core CPU.
+        backend = sdpa_kernel(SDPBackend.MATH) if x.device.type == "cpu" else nullcontext()
+        with backend:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=mask is None,
+                dropout_p=self.dropout if self.training else 0.0,
+            )
         y = y.transpose(1, 2).reshape(B, -1, C)
         return self.resid_drop(self.proj(y))
 

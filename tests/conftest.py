@@ -38,7 +38,7 @@ def ray_address():
     """A local Ray cluster shared by every test that needs one; its address for --address."""
     import ray
 
-    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ctx.address_info["address"]
     ray.shutdown()
 

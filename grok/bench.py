@@ -1,0 +1,346 @@
+"""Speed benchmark: the project's training step against a plain reference loop, and Tune's cost.
+
+    python -m grok.bench [--steps N] [--device cpu|cuda] [--skip-tune]
+
+Every figure comes from this one run, on this machine: compare ratios, not absolute rates, across
+machines. The reference loop is a straightforward implementation of the same model
+(nn.MultiheadAttention, logits at every position, evaluation of the full train and test splits
+every 100 steps, torch.optim.AdamW's defaults).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from grok.cli import Parser
+from grok.config import Config, apply_overrides
+from grok.train import Trainer
+
+REFERENCE_EVAL_EVERY = 100
+
+
+class ReferenceModel(nn.Module):
+    """The same transformer written the plain way: full-sequence logits, nn.MultiheadAttention."""
+
+    def __init__(
+        self,
+        vocab: int,
+        d: int = 128,
+        heads: int = 4,
+        ff: int = 512,
+        layers: int = 2,
+        max_len: int = 64,
+    ):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(max_len, d)
+        self.ln1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.attn = nn.ModuleList(
+            nn.MultiheadAttention(d, heads, batch_first=True) for _ in range(layers)
+        )
+        self.ln2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.mlp = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d)) for _ in range(layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.tok(idx) + self.pos(torch.arange(T, device=idx.device))
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=idx.device), 1)
+        for ln1, attn, ln2, mlp in zip(self.ln1, self.attn, self.ln2, self.mlp):
+            h = ln1(x)
+            x = x + attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+            x = x + mlp(ln2(x))
+        return self.head(self.ln_f(x))  # (B, T, V): every position
+
+
+class ReferenceLoop:
+    def __init__(self, trainer: Trainer):
+        torch.manual_seed(0)
+        self.device = trainer.device
+        self.train = trainer.splits["train"]
+        self.test = trainer.splits["test"]
+        self.batch = trainer.batch_size
+        self.model = ReferenceModel(trainer.tokenizer.vocab_size).to(self.device)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0
+        )
+
+    def _loss(self, x, y):
+        logits = self.model(x)[:, -1]  # the answer position (number-level: one token)
+        return F.cross_entropy(logits, y[:, -1]), logits
+
+    def train_step(self) -> None:
+        rows = torch.randint(len(self.train), (self.batch,), device=self.device)
+        loss, _ = self._loss(self.train.x[rows], self.train.y[rows])
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    @torch.no_grad()
+    def evaluate(self) -> None:
+        for split in (self.train, self.test):
+            _, logits = self._loss(split.x, split.y)
+            (logits.argmax(-1) == split.y[:, -1]).float().mean().item()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, n: int, device: torch.device) -> float:
+    """Seconds per call of fn, over n calls."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def interleaved(fns: dict, n: int, rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each fn, measured in alternating rounds (drift cancels)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(timed(fn, n, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def evals_in(cfg: Config, steps: int) -> int:
+    """How many evaluations the project's schedule makes in a run of `steps` steps."""
+    e, s, count = cfg.eval, 0, 1
+    every = cfg.train.checkpoint_every
+    while s < steps:
+        interval = min(e.max_every, max(e.min_every, int(e.rel_every * s)))
+        s = min(s + interval, (s // every + 1) * every, steps)
+        count += 1
+    return count
+
+
+def matmul_rate(device: torch.device) -> float:
+    """fp32 GFLOP/s of matrix products shaped like the model's (batch 512 x 4 tokens)."""
+    a, w1 = torch.randn(2048, 128, device=device), torch.randn(128, 512, device=device)
+    b, w2 = torch.randn(2048, 512, device=device), torch.randn(512, 128, device=device)
+    seconds = timed(lambda: (a @ w1, b @ w2), 200, device)
+    return 2 * 2 * 2048 * 128 * 512 / seconds / 1e9
+
+
+def model_flops(
+    cfg: Config, seq: int, answer_cols: int, vocab: int, batch: int, project: bool
+) -> float:
+    """FLOPs of one training step (forward + backward = 3 x forward) by counting products."""
+    m = cfg.model
+    d, ff = m.d_model, m.d_ff
+    macs = 0
+    for layer in range(m.n_layer):
+        last = layer == m.n_layer - 1
+        q = answer_cols if (project and last) else seq
+        macs += seq * 2 * d * d + q * (2 * d * d + 2 * d * ff)  # kv; q, proj, mlp
+        macs += 2 * q * seq * d  # scores and weighted values
+    macs += (answer_cols if project else seq) * d * vocab
+    return 3 * 2 * macs * batch
+
+
+def peak_rss_mb(cfg_overrides: list[str], steps: int) -> float:
+    """Peak resident memory of a bare trial process training `steps` steps."""
+    code = (
+        "import sys; from grok.config import Config, apply_overrides; from grok.train import "
+        "Trainer; cfg = apply_overrides(Config(), dict(a.split('=', 1) for a in sys.argv[1:]), "
+        "'bench'); Trainer(cfg, 'cpu').fit()"
+    )
+    args = [f"train.steps={steps}", "train.threads=1", *cfg_overrides]
+    subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, cwd=Path(__file__).resolve().parents[1]
+    )
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def tune_figures(steps: int) -> dict[str, float]:
+    """Tune's overhead on one trial, and 2 x 1-CPU trials against 1 x 2-CPU trial."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray import tune
+
+    from grok.tune import train_trial
+
+    base = apply_overrides(
+        Config(), {"train.steps": steps, "train.checkpoint_every": steps}, "bench"
+    )
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+    def sweep(seeds: list[int], cpus: int, storage: str) -> float:
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, base=base.to_dict()), {"cpu": cpus}
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"seed": tune.grid_search(seeds)},
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        start = time.perf_counter()
+        grid = tuner.fit()
+        wall = time.perf_counter() - start
+        if grid.errors:
+            raise RuntimeError(f"benchmark trial failed: {grid.errors[0]}")
+        return len(seeds) * steps / wall
+
+    def bare(threads: int) -> float:
+        torch.set_num_threads(threads)
+        trainer = Trainer(base, "cpu")
+        start = time.perf_counter()
+        trainer.fit()
+        return steps / (time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_1 = bare(1)
+        tune_1 = sweep([0], 1, tmp)
+        two_by_one = sweep([0, 1], 1, tmp)
+        one_by_two = sweep([0], 2, tmp)
+    ray.shutdown()
+    return {
+        "bare_1cpu": bare_1,
+        "tune_1cpu": tune_1,
+        "two_1cpu_trials": two_by_one,
+        "one_2cpu_trial": one_by_two,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(description="Benchmark the training step against a plain reference loop.")
+    ap.add_argument("--steps", type=int, default=100, help="steps per timing round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--skip-tune", action="store_true", help="leave out the Ray Tune figures")
+    ap.add_argument("--tune-steps", type=int, default=600, help="steps of each Tune trial")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no GPU is available here")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = Config()
+    trainer = Trainer(cfg, device)
+    reference = ReferenceLoop(trainer)
+    for _ in range(10):  # warm up both
+        trainer.train_step()
+        reference.train_step()
+    steps = {"project": trainer.train_step, "reference": reference.train_step}
+    t = interleaved(steps, args.steps, args.rounds, device)
+    t_eval = timed(trainer.evaluate, 3, device)
+    t_ref_eval = timed(reference.evaluate, 3, device)
+
+    budget = cfg.train.steps
+    n_evals = evals_in(cfg, budget)
+    project_total = budget * t["project"] + n_evals * t_eval
+    ref_total = budget * t["reference"] + (budget // REFERENCE_EVAL_EVERY) * t_ref_eval
+    grok_run = 5000  # a typical run that stops soon after grokking
+    grok_evals = evals_in(apply_overrides(cfg, {"train.steps": grok_run}, "bench"), grok_run)
+
+    rate = matmul_rate(device)
+    train = trainer.splits["train"]
+    vocab = trainer.tokenizer.vocab_size
+    seq, cols, batch = train.x.shape[1], len(train.cols), trainer.batch_size
+    flops = model_flops(cfg, seq, cols, vocab, batch, project=True)
+    ref_flops = model_flops(cfg, seq, cols, vocab, batch, project=False)
+
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"x/y mod 97, batch {batch}, model 2x128, 4 heads, d_ff 512"
+    )
+    rows = [
+        (
+            "project: training step",
+            f"{t['project'] * 1e3:.1f} ms",
+            f"{1 / t['project']:.1f} steps/s",
+        ),
+        (
+            "reference: training step",
+            f"{t['reference'] * 1e3:.1f} ms",
+            f"{1 / t['reference']:.1f} steps/s",
+        ),
+        (
+            "project: one full evaluation",
+            f"{t_eval * 1e3:.0f} ms",
+            f"{t_eval / t['project']:.1f} steps",
+        ),
+        (
+            "reference: one evaluation (train+test)",
+            f"{t_ref_eval * 1e3:.0f} ms",
+            f"{t_ref_eval / t['reference']:.1f} steps",
+        ),
+        (
+            f"project: steps/s with evaluation ({budget} steps, {n_evals} evals)",
+            f"{budget / project_total:.1f}",
+            "",
+        ),
+        (
+            f"reference: steps/s with evaluation every {REFERENCE_EVAL_EVERY}",
+            f"{budget / ref_total:.1f}",
+            "",
+        ),
+        (
+            f"project: evaluation share of time ({budget} steps)",
+            f"{n_evals * t_eval / project_total:.1%}",
+            "",
+        ),
+        (
+            f"project: evaluation share of time ({grok_run} steps, {grok_evals} evals)",
+            f"{grok_evals * t_eval / (grok_run * t['project'] + grok_evals * t_eval):.1%}",
+            "",
+        ),
+        ("fp32 matmul rate (model shapes)", f"{rate:.0f} GFLOP/s", ""),
+        (
+            "project: model FLOP rate",
+            f"{flops / t['project'] / 1e9:.0f} GFLOP/s",
+            f"{flops / t['project'] / 1e9 / rate:.0%} of matmul, {flops / 1e9:.2f} GFLOP/step",
+        ),
+        (
+            "reference: model FLOP rate",
+            f"{ref_flops / t['reference'] / 1e9:.0f} GFLOP/s",
+            f"{ref_flops / t['reference'] / 1e9 / rate:.0%} of matmul, "
+            f"{ref_flops / 1e9:.2f} GFLOP/step",
+        ),
+    ]
+    if not args.skip_tune and device.type == "cpu":
+        tf = tune_figures(args.tune_steps)
+        rows += [
+            ("bare trial, 1 CPU (evaluation included)", f"{tf['bare_1cpu']:.1f} steps/s", ""),
+            (
+                "the same trial under Ray Tune",
+                f"{tf['tune_1cpu']:.1f} steps/s",
+                f"overhead {1 - tf['tune_1cpu'] / tf['bare_1cpu']:.1%} (incl. trial start)",
+            ),
+            (
+                "2 concurrent 1-CPU trials, total",
+                f"{tf['two_1cpu_trials']:.1f} steps/s",
+                f"{tf['two_1cpu_trials'] / tf['one_2cpu_trial']:.2f}x one 2-CPU trial",
+            ),
+            ("1 trial with 2 CPUs", f"{tf['one_2cpu_trial']:.1f} steps/s", ""),
+            ("peak memory of a trial process", f"{peak_rss_mb([], 200):.0f} MB", ""),
+        ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>16}  {note}")
+    ratio = (budget / project_total) / (budget / ref_total)
+    print(f"project vs reference loop: {ratio:.2f}x")
+    return 0 if math.isfinite(ratio) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
