@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx = ray.init(address=args.address, log_to_driver=False)
     else:
         ctx = ray.init(
-            include_dashboard=True, dashboard_host=args.dashboard_host, log_to_driver=False
+            address="local",  # a new local cluster, never one a `ray start` left running
+            include_dashboard=True,
+            dashboard_host=args.dashboard_host,
+            log_to_driver=False,
         )
     if ctx.dashboard_url:
         print(f"Ray dashboard: http://{ctx.dashboard_url}")
