@@ -173,8 +173,15 @@ def final_metrics(folder: Path) -> dict[str, dict]:
     return out
 
 
-def test_tiny_sweep_layout_names_and_best_trial(tmp_path, ray_address):
-    proc, folder, _ = sweep(tmp_path, ray_address)
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory, ray_address):
+    """One real two-trial sweep, shared by the tests that only read it."""
+    proc, folder, _ = sweep(tmp_path_factory.mktemp("tiny"), ray_address)
+    return proc, folder
+
+
+def test_tiny_sweep_layout_names_and_best_trial(tiny_sweep):
+    proc, folder = tiny_sweep
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(t.name for t in trial_dirs(folder))
     assert names == ["lr=1e-05,seed=0", "lr=0.003,seed=0"] or names == sorted(
@@ -197,6 +204,21 @@ def test_tiny_sweep_layout_names_and_best_trial(tmp_path, ray_address):
     answer = run_cli("infer.py", str(folder), "--prompt", "3+4=")
     assert answer.returncode == 0 and f"trial {best}" in answer.stdout
     assert answer.stdout.strip().splitlines()[-1].startswith("3+4=")
+
+
+def test_tiny_sweep_goes_through_plotting_into_a_report(tiny_sweep, tmp_path):
+    proc, folder = tiny_sweep
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "report"
+    built = run_cli("-m", "plotting.report", str(folder.parent), "--out", str(out))
+    assert built.returncode == 0, built.stderr[-2000:]
+    text = (out / "REPORT.md").read_text()
+    assert "### tiny" in text and "Missing" in text  # the assignment's experiments are absent
+    figures = sorted(out.glob("tiny_*.png"))
+    assert figures and all(f.stat().st_size > 10_000 for f in figures)
+    finals = [read_reports(t)[-1]["test/acc"] for t in trial_dirs(folder)]
+    table = (out / "tiny_final_metrics.md").read_text()
+    assert f"{max(finals):.4f}" in table or f"{min(finals):.4f}" in table
 
 
 def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
