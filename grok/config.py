@@ -49,6 +49,9 @@ class ModelConfig:
     d_ff: int = field(default=512, metadata=_range(1))
     dropout: float = field(default=0.0, metadata=_range(0, 1, hi_open=True))
     max_len: int = field(default=64, metadata=_range(2))  # learned positions available
+    # Every initial parameter times this factor (Liu et al. 2022, Omnigrok: a large initial
+    # norm delays generalization, a small one hastens it).
+    init_scale: float = field(default=1.0, metadata=_range(0, None, lo_open=True))
 
 
 @dataclass
@@ -63,6 +66,19 @@ class OptimConfig:
     warmup_steps: int = field(default=10, metadata=_range(0))
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = field(default=0.0, metadata=_range(0, 1))  # cosine floor, times lr
+    # Weight decay pulls toward zero, or toward the initial weights (decay_target: init).
+    # adamw decays decoupled from the gradient; adam and sgd add it to the gradient (L2).
+    decay_target: Literal["zero", "init"] = "zero"
+
+
+@dataclass
+class GrokfastConfig:
+    """Grokfast (Lee et al. 2024): add lamb x a low-pass filter of past gradients to each one."""
+
+    kind: Literal["none", "ema", "ma"] = "none"
+    alpha: float = field(default=0.98, metadata=_range(0, 1, hi_open=True))  # ema momentum
+    window: int = field(default=100, metadata=_range(1))  # ma: gradients averaged
+    lamb: float | None = field(default=None, metadata=_range(0))  # None: 2 for ema, 5 for ma
 
 
 @dataclass
@@ -98,6 +114,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    grokfast: GrokfastConfig = field(default_factory=GrokfastConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     stop: StopConfig = field(default_factory=StopConfig)

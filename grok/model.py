@@ -98,6 +98,10 @@ class GPT(nn.Module):
         # initial norm, such as GPT-2's std 0.02, makes the model generalize almost as soon as it
         # fits the training set, hiding the grokking delay (Liu et al. 2022, Omnigrok).
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        if cfg.init_scale != 1.0:
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.mul_(cfg.init_scale)
 
     def forward(self, idx, cols=None, pad_mask=None):
         """Logits (B, T, V), or (B, len(cols), V) at the positions `cols` only.

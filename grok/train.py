@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, dump_config, load_config, load_experiment, trial_name
 from grok.data import IGNORE, SPLITS, Split, build_splits
+from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, reached
 from grok.model import GPT
 from grok.tokenizer import build_tokenizer
@@ -79,14 +80,16 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    """The optimizer; its own weight decay is off when the trainer decays toward init."""
     o = cfg.optim
+    wd = o.weight_decay if o.decay_target == "zero" else 0.0
     if o.name == "adamw":
         return torch.optim.AdamW(
             params,
             lr=o.lr,
             betas=(o.beta1, o.beta2),
             eps=o.eps,
-            weight_decay=o.weight_decay,
+            weight_decay=wd,
             foreach=True,
         )
     if o.name == "adam":  # Adam's weight_decay is coupled: L2 added to the gradient
@@ -95,12 +98,10 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
             lr=o.lr,
             betas=(o.beta1, o.beta2),
             eps=o.eps,
-            weight_decay=o.weight_decay,
+            weight_decay=wd,
             foreach=True,
         )
-    return torch.optim.SGD(
-        params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True
-    )
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=wd, foreach=True)
 
 
 def lr_at(cfg: Config, step: int) -> float:
@@ -113,6 +114,15 @@ def lr_at(cfg: Config, step: int) -> float:
     span = max(1, cfg.train.steps - o.warmup_steps)
     progress = min(1.0, (step - o.warmup_steps) / span)
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _to(value, device: torch.device):
+    """Tensors (also inside lists) moved to `device`; other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value
 
 
 def _sha256(path: Path) -> str:
@@ -171,7 +181,15 @@ class Trainer:
         self.tokenizer = build_tokenizer(cfg.task)
         self.splits = {k: v.to(self.device) for k, v in build_data(cfg, self.tokenizer).items()}
         self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.params = list(self.model.parameters())
+        self.optimizer = make_optimizer(cfg, self.params)
+        self.grad_filter = make_filter(cfg.grokfast)
+        # Decay toward the initial weights needs them; decay toward zero does not.
+        self.init_params = (
+            [p.detach().clone() for p in self.params]
+            if cfg.optim.decay_target == "init" and cfg.optim.weight_decay > 0
+            else None
+        )
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.status = "running"
@@ -207,8 +225,24 @@ class Trainer:
         loss, _, _ = self.loss_on(train, rows.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.params]
+        if self.grad_filter is not None:
+            self.grad_filter.apply(grads)
+        if self.init_params is not None:
+            self._decay_toward_init(grads)
         self.optimizer.step()
         self.step += 1
+
+    def _decay_toward_init(self, grads: list[torch.Tensor]) -> None:
+        """Weight decay with the initial weights as its centre: w - w0 shrinks, not w."""
+        o = self.cfg.optim
+        offsets = torch._foreach_sub(self.params, self.init_params)
+        if o.name == "adamw":  # decoupled, applied before the step as AdamW does
+            lr = self.optimizer.param_groups[0]["lr"]
+            with torch.no_grad():
+                torch._foreach_add_(self.params, offsets, alpha=-lr * o.weight_decay)
+        else:  # coupled: the gradient of (wd / 2) * |w - w0|^2
+            torch._foreach_add_(grads, offsets, alpha=o.weight_decay)
 
     @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
@@ -303,6 +337,10 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "batch_rng": self.batch_rng.get_state(),
         }
+        if self.grad_filter is not None:
+            state["grad_filter"] = self.grad_filter.state_dict()
+        if self.init_params is not None:
+            state["init_params"] = self.init_params
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -333,6 +371,12 @@ class Trainer:
         self.status = state["status"]
         self.grok_step = state["grok_step"]
         self.tracker = CrossingTracker(state["crossings"])
+        if self.grad_filter is not None:
+            self.grad_filter.load_state_dict(
+                {k: _to(v, self.device) for k, v in state["grad_filter"].items()}
+            )
+        if self.init_params is not None:
+            self.init_params = [p.to(self.device) for p in state["init_params"]]
         torch.set_rng_state(state["torch_rng"])
         self.batch_rng.set_state(state["batch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
