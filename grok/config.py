@@ -93,11 +93,15 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    # Evaluate at step 0, then every clamp(rel_every * step, min_every, max_every) steps, and
-    # at every checkpoint and the last step: dense while things change fast, sparse later.
-    min_every: int = field(default=10, metadata=_range(1))
-    max_every: int = field(default=200, metadata=_range(1))
-    rel_every: float = field(default=0.02, metadata=_range(0))
+    # Full evaluations at step 0, then every clamp(rel_every * step, min_every, max_every)
+    # steps, at every checkpoint and at the last step. Between them the weights are kept every
+    # refine_every * step steps (at least 1); when an evaluation finds that an accuracy first
+    # reached a threshold, those snapshots locate the step, so crossings are timed to about
+    # refine_every of the step while full evaluations stay rare. refine_every 0: no snapshots.
+    min_every: int = field(default=20, metadata=_range(1))
+    max_every: int = field(default=1000, metadata=_range(1))
+    rel_every: float = field(default=0.1, metadata=_range(0))
+    refine_every: float = field(default=0.01, metadata=_range(0, 1))
     batch_size: int = field(default=4096, metadata=_range(1))
 
 

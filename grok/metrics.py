@@ -8,7 +8,7 @@ at which train accuracy reaches a threshold and the first at which test accuracy
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 THRESHOLDS = (0.99, 1.0)
 TRACKED = ("train/acc", "val/acc", "test/acc")
@@ -57,13 +57,22 @@ class CrossingTracker:
         if state:
             self.first.update(state)
 
-    def update(self, step: int, metrics: dict[str, float]) -> dict[str, int | None]:
-        """Record crossings in `metrics` at `step`; returns every grok/* value so far."""
+    def update(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        locate: Callable[[str, float], int] | None = None,
+    ) -> dict[str, int | None]:
+        """Record crossings in `metrics` at `step`; returns every grok/* value so far.
+
+        locate(metric, threshold), if given, returns the first step since the previous update
+        at which the metric reached the threshold (the trainer's snapshots know it).
+        """
         for m in TRACKED:
             for t in THRESHOLDS:
                 key = crossing_key(m, t)
                 if self.first[key] is None and reached(metrics.get(m), t):
-                    self.first[key] = step
+                    self.first[key] = locate(m, t) if locate else step
         out = dict(self.first)
         for t in THRESHOLDS:
             out[grok_key(t)] = steps_to_grok(

@@ -73,6 +73,23 @@ def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
     return splits
 
 
+def next_eval_step(cfg: Config, step: int, grok_step: int | None = None) -> int:
+    """Dense early, sparse later; always at checkpoints, the stop step and the budget."""
+    e = cfg.eval
+    interval = min(e.max_every, max(e.min_every, int(e.rel_every * step)))
+    every = cfg.train.checkpoint_every
+    candidates = [step + interval, (step // every + 1) * every, cfg.train.steps]
+    if grok_step is not None and cfg.stop.after_grok_steps is not None:
+        candidates.append(grok_step + cfg.stop.after_grok_steps)
+    return max(step + 1, min(candidates))
+
+
+def snapshot_gap(cfg: Config, step: int) -> int:
+    """Steps between weight snapshots after `step` (0: none are kept)."""
+    r = cfg.eval.refine_every
+    return max(1, int(r * step)) if r > 0 else 0
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -195,6 +212,9 @@ class Trainer:
         self.status = "running"
         self.tracker = CrossingTracker()
         self.grok_step: int | None = None  # test accuracy first reached stop.threshold
+        # Weights since the last evaluation, (step, parameters), and their accuracies.
+        self._snapshots: list[tuple[int, list[torch.Tensor]]] = []
+        self._snapshot_accs: dict[tuple[int, str], float] = {}
         self._clock = (0, time.perf_counter())
 
     # ------------------------------------------------------------ training
@@ -245,44 +265,64 @@ class Trainer:
             torch._foreach_add_(grads, offsets, alpha=o.weight_decay)
 
     @torch.inference_mode()
-    def evaluate(self) -> dict[str, float]:
-        """Loss and exact-match accuracy over each whole split."""
+    def evaluate_split(self, name: str) -> tuple[float, float]:
+        """(loss over the answer tokens, exact-match accuracy) of one whole split."""
         self.model.eval()
-        out: dict[str, float] = {}
-        for name in SPLITS:
-            split = self.splits[name]
-            n = len(split)
-            loss_sum, tokens, correct = 0.0, 0, 0
-            for start in range(0, n, self.cfg.eval.batch_size):
-                rows = torch.arange(
-                    start, min(n, start + self.cfg.eval.batch_size), device=self.device
-                )
-                _, logits, targets = self.loss_on(split, rows)
-                scored = targets != IGNORE
-                loss_sum += F.cross_entropy(
-                    logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-                ).item()
-                tokens += int(scored.sum())
-                right = (logits.argmax(-1) == targets) | ~scored
-                correct += int(right.all(1).sum())
-            out[f"{name}/loss"] = loss_sum / tokens if tokens else math.nan
-            out[f"{name}/acc"] = correct / n if n else math.nan
-        # Accuracies first: progress tables show the first few metrics.
-        return {k: out[k] for k in sorted(out, key=lambda k: (not k.endswith("acc"), k))}
+        split = self.splits[name]
+        n = len(split)
+        loss_sum, tokens, correct = 0.0, 0, 0
+        for start in range(0, n, self.cfg.eval.batch_size):
+            rows = torch.arange(start, min(n, start + self.cfg.eval.batch_size), device=self.device)
+            _, logits, targets = self.loss_on(split, rows)
+            scored = targets != IGNORE
+            loss_sum += F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+            ).item()
+            tokens += int(scored.sum())
+            right = (logits.argmax(-1) == targets) | ~scored
+            correct += int(right.all(1).sum())
+        return (loss_sum / tokens if tokens else math.nan), (correct / n if n else math.nan)
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and exact-match accuracy over each whole split, accuracies first (progress
+        tables show the first few metrics)."""
+        results = {name: self.evaluate_split(name) for name in SPLITS}
+        out = {f"{name}/acc": acc for name, (_, acc) in results.items()}
+        out.update({f"{name}/loss": loss for name, (loss, _) in results.items()})
+        return out
+
+    # ------------------------------------------------------------ crossings between evaluations
+
+    def _snapshot(self) -> None:
+        self._snapshots.append((self.step, [p.detach().clone() for p in self.params]))
+
+    @torch.no_grad()
+    def _snapshot_acc(self, index: int, split: str) -> float:
+        key = (index, split)
+        if key not in self._snapshot_accs:
+            current = [p.detach().clone() for p in self.params]
+            for p, w in zip(self.params, self._snapshots[index][1]):
+                p.copy_(w)
+            self._snapshot_accs[key] = self.evaluate_split(split)[1]
+            for p, w in zip(self.params, current):
+                p.copy_(w)
+        return self._snapshot_accs[key]
+
+    def first_reached(self, metric: str, threshold: float) -> int:
+        """The earliest snapshot since the last evaluation whose `metric` reached `threshold`
+        (the current step if none did): crossings timed finer than evaluations."""
+        split = metric.split("/")[0]
+        for index, (step, _) in enumerate(self._snapshots):
+            if reached(self._snapshot_acc(index, split), threshold):
+                return step
+        return self.step
 
     def param_norm(self) -> float:
         with torch.no_grad():
             return float(torch.sqrt(sum(p.pow(2).sum() for p in self.model.parameters())))
 
     def next_eval_step(self) -> int:
-        """Dense early, sparse later; always at checkpoints, the stop step and the budget."""
-        e, s = self.cfg.eval, self.step
-        interval = min(e.max_every, max(e.min_every, int(e.rel_every * s)))
-        every = self.cfg.train.checkpoint_every
-        candidates = [s + interval, (s // every + 1) * every, self.cfg.train.steps]
-        if self.grok_step is not None and self.cfg.stop.after_grok_steps is not None:
-            candidates.append(self.grok_step + self.cfg.stop.after_grok_steps)
-        return max(s + 1, min(candidates))
+        return next_eval_step(self.cfg, self.step, self.grok_step)
 
     def _evaluate_and_report(self, callback: Callable[[EvalEvent], None] | None) -> dict:
         metrics = {"step": self.step, **self.evaluate()}
@@ -292,9 +332,10 @@ class Trainer:
         now = time.perf_counter()
         metrics["steps_per_s"] = (self.step - last_step) / (now - last_time) if self.step else 0.0
         self._clock = (self.step, now)
-        metrics.update(self.tracker.update(self.step, metrics))
+        metrics.update(self.tracker.update(self.step, metrics, self.first_reached))
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
-            self.grok_step = self.step
+            self.grok_step = self.first_reached("test/acc", self.cfg.stop.threshold)
+        self._snapshots, self._snapshot_accs = [], {}
         after = self.cfg.stop.after_grok_steps
         if not math.isfinite(metrics["train/loss"]):
             self.status = "diverged"
@@ -320,8 +361,13 @@ class Trainer:
         metrics = self._evaluate_and_report(callback) if self.step == 0 else {}
         while self.status == "running":
             target = self.next_eval_step()
+            gap = snapshot_gap(self.cfg, self.step)
+            next_snapshot = self.step + gap if gap else target
             while self.step < target:
                 self.train_step()
+                if next_snapshot <= self.step < target:
+                    self._snapshot()
+                    next_snapshot = self.step + snapshot_gap(self.cfg, self.step)
             metrics = self._evaluate_and_report(callback)
         return metrics
 

@@ -17,11 +17,24 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from grok.cli import Parser, fail
-from grok.metrics import THRESHOLDS, first_crossing, pct, steps_to_grok
+from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
 from plotting.results import NotAnExperiment, Results, group_rows, load
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, missing, short
 
 CROSSING_COLUMNS = ("threshold", "train_step", "test_step", "steps_to_grok", "censored")
+
+
+def crossing(curve: pd.DataFrame, metric: str, threshold: float) -> int | None:
+    """The first step `metric` reached `threshold`: as the trainer reported it (located between
+    evaluations from its weight snapshots), else the first evaluation that shows it."""
+    key = crossing_key(metric, threshold)
+    if key in curve:
+        reported = curve[key].dropna()
+        if len(reported):
+            return int(reported.iloc[0])
+        if curve[metric].notna().any() and not any(reached(v, threshold) for v in curve[metric]):
+            return None
+    return first_crossing(curve["step"], curve[metric], threshold)
 
 
 def crossings(res: Results) -> pd.DataFrame:
@@ -31,7 +44,7 @@ def crossings(res: Results) -> pd.DataFrame:
     for trial in res.trials.to_dict("records"):
         curve = res.frame[res.frame["trial"] == trial["trial"]]
         for t in THRESHOLDS:
-            first = {m: first_crossing(curve["step"], curve[m], t) for m in splits}
+            first = {m: crossing(curve, m, t) for m in splits}
             train, test = first.get("train/acc"), first.get("test/acc")
             gap = steps_to_grok(train, test)
             rows.append(

@@ -341,3 +341,17 @@ def test_train_cli_runs_the_trial_chosen_by_name_or_index(two_seeds, tmp_path, t
     cfg, _, state = read_checkpoint(out / "checkpoint")
     assert cfg.seed == 1 and state["step"] == TINY["train"]["steps"]
     assert "done: finished at step 60" in proc.stdout
+
+
+def test_crossings_between_sparse_evaluations_match_evaluating_every_step(tmp_path):
+    # Evaluation uses no randomness, so both runs train identically; the sparse one must find
+    # the same first crossings from its weight snapshots as the one that looks at every step.
+    base = {**HALVES, "optim.lr": 1e-2, "train.steps": 60}
+    every_step = {"eval.min_every": 1, "eval.max_every": 1, "eval.refine_every": 0.0}
+    sparse = {"eval.min_every": 20, "eval.max_every": 20, "eval.refine_every": 1e-6}
+    dense_run = fit(Trainer(lines_config(tmp_path, SAME, {**base, **every_step})))
+    sparse_run = fit(Trainer(lines_config(tmp_path, SAME, {**base, **sparse})))
+    assert len(sparse_run) == 4 and len(dense_run) == 61
+    crossings = [k for k in dense_run[-1] if k.startswith("grok/") and "_step" in k]
+    assert any(dense_run[-1][k] not in (None, 0, 20, 40, 60) for k in crossings)
+    assert {k: sparse_run[-1][k] for k in crossings} == {k: dense_run[-1][k] for k in crossings}
