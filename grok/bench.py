@@ -132,43 +132,43 @@ def evals_in(cfg: Config, steps: int) -> int:
     return count
 
 
-def project_run(cfg: Config, device: torch.device) -> tuple[float, float]:
-    """Wall seconds of a whole run with its evaluation schedule, and the share of them spent
-    evaluating (full evaluations and the refinement of crossings)."""
-    trainer = Trainer(cfg, device)
-    spent = [0.0]
-    evaluate_split = trainer.evaluate_split
+def paired_runs(cfg: Config, reference: ReferenceLoop) -> dict[str, float]:
+    """A whole project run (its evaluation schedule included) and the reference loop over the
+    same steps (evaluating every 100), advanced in lockstep, one step of each in turn, so the
+    machine's changing load falls on both alike. Seconds spent by each, and in evaluation."""
+    trainer = Trainer(cfg, reference.device)
+    spent = {"reference": 0.0, "evaluation": 0.0}
+    train_step, evaluate_split = trainer.train_step, trainer.evaluate_split
+
+    def step_both():
+        train_step()
+        sync(reference.device)
+        start = time.perf_counter()
+        reference.train_step()
+        if trainer.step % REFERENCE_EVAL_EVERY == 0:
+            reference.evaluate()
+        sync(reference.device)
+        spent["reference"] += time.perf_counter() - start
 
     def timed_split(name):
         start = time.perf_counter()
         out = evaluate_split(name)
-        spent[0] += time.perf_counter() - start
+        spent["evaluation"] += time.perf_counter() - start
         return out
 
-    trainer.evaluate_split = timed_split
+    trainer.train_step, trainer.evaluate_split = step_both, timed_split
     start = time.perf_counter()
     trainer.fit()
-    sync(device)
-    wall = time.perf_counter() - start
-    return wall, spent[0] / wall
-
-
-def reference_run(reference: ReferenceLoop, steps: int) -> float:
-    """Wall seconds of the reference loop: `steps` steps, evaluating every 100."""
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        reference.train_step()
-        if step % REFERENCE_EVAL_EVERY == 0:
-            reference.evaluate()
     sync(reference.device)
-    return time.perf_counter() - start
+    spent["project"] = time.perf_counter() - start - spent["reference"]
+    return spent
 
 
 def matmul_rate(device: torch.device) -> float:
     """fp32 GFLOP/s of matrix products shaped like the model's (batch 512 x 4 tokens)."""
     a, w1 = torch.randn(2048, 128, device=device), torch.randn(128, 512, device=device)
     b, w2 = torch.randn(2048, 512, device=device), torch.randn(512, 128, device=device)
-    seconds = timed(lambda: (a @ w1, b @ w2), 200, device)
+    seconds = min(timed(lambda: (a @ w1, b @ w2), 100, device) for _ in range(5))  # best of 5
     return 2 * 2 * 2048 * 128 * 512 / seconds / 1e9
 
 
@@ -280,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     # A whole run each, evaluation included, long enough that the project's run memorizes and
     # generalizes on the way: the refinement of its crossings is paid for too.
     run_cfg = apply_overrides(cfg, {"train.steps": args.run_steps}, "bench")
-    project_wall, eval_share = project_run(run_cfg, device)
-    reference_wall = reference_run(ReferenceLoop(trainer), args.run_steps)
+    run = paired_runs(run_cfg, ReferenceLoop(trainer))
+    project_wall, reference_wall = run["project"], run["reference"]
+    eval_share = run["evaluation"] / project_wall
     budget = cfg.train.steps
     n_evals = evals_in(cfg, budget)
     budget_share = n_evals * t_eval / (budget * t["project"] + n_evals * t_eval)
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"reference: a {args.run_steps}-step run, evaluating every {REFERENCE_EVAL_EVERY}",
             f"{args.run_steps / reference_wall:.1f} steps/s",
-            "",
+            "run in lockstep with the project's",
         ),
         (
             f"project: evaluation share over the default {budget} steps",

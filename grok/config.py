@@ -431,7 +431,7 @@ def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experime
     if not isinstance(config_data, dict):
         raise ConfigError(f"{source}: config must be a mapping of settings")
     data: dict[str, Any] = {}
-    for key, value in _flatten(config_data).items():
+    for key, value in flatten(config_data).items():
         set_dotted(data, key, value, source)
     for item in sets or []:
         key, value = parse_set(item)
@@ -481,13 +481,13 @@ def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experime
     return exp
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'task': {'op': '/'}, 'optim.lr': 1} -> {'task.op': '/', 'optim.lr': 1}."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, full + "."))
+            out.update(flatten(value, full + "."))
         else:
             out[full] = value
     return out

@@ -15,6 +15,8 @@ import yaml
 
 from grok.train import MANIFEST
 
+EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment, beside a sweep's trial folders
+
 
 class SelectionError(ValueError):
     """A path that holds no usable checkpoint, or a metric no trial reported."""
@@ -98,7 +100,7 @@ def best_trial(
 
 def default_metric(experiment_dir: Path) -> str:
     """The metric the sweep ranked its checkpoints by (val/acc unless it had no val split)."""
-    path = experiment_dir / "experiment.yaml"
+    path = experiment_dir / EXPERIMENT_FILE
     record = yaml.safe_load(path.read_text()) if path.is_file() else None
     return (record or {}).get("metric") or "val/acc"
 

@@ -16,9 +16,8 @@ import yaml
 from ray import tune
 
 from grok.config import Config, Experiment, apply_overrides, trial_name
+from grok.select import EXPERIMENT_FILE
 from grok.train import EvalEvent, Trainer, resolve_device
-
-EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment, beside the trial folders
 
 
 def trial_threads(cpus: float) -> int:

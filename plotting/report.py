@@ -17,8 +17,9 @@ import pandas as pd
 from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, TaskConfig, apply_overrides
 from grok.data import SPLITS, build_splits, describe
+from grok.select import EXPERIMENT_FILE
 from plotting import curves, grok_steps, tables
-from plotting.results import EXPERIMENT_FILE, NotAnExperiment, Results, is_experiment, load
+from plotting.results import NotAnExperiment, Results, is_experiment, load
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
 
 DATA = "data"  # the data-and-splits section, between the sanity checks and add/sub

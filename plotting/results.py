@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from grok.config import trial_name
-from grok.select import read_reports
+from grok.config import flatten, trial_name
+from grok.select import EXPERIMENT_FILE, read_reports
 
-EXPERIMENT_FILE = "experiment.yaml"  # as grok.tune.EXPERIMENT_FILE (importing that needs Ray)
 SEED = "seed"
 # Tune's bookkeeping in each report: not metrics of the run.
 BOOKKEEPING = (
@@ -78,16 +77,6 @@ def group_label(values: dict[str, Any]) -> str:
     return trial_name(values, default="all")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def is_trial(folder: Path) -> bool:
     return folder.is_dir() and (
         (folder / "params.json").is_file() or (folder / "result.json").exists()
@@ -123,7 +112,7 @@ def read_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, str]:
         status = curve["status"].iloc[-1]
     else:
         status = "running"  # no report yet, or reports without a status
-    return _flatten(params), curve.drop(columns=["status"], errors="ignore"), status
+    return flatten(params), curve.drop(columns=["status"], errors="ignore"), status
 
 
 def _grid_order(grid: dict[str, list], keys: list[str], values: dict[str, Any]) -> tuple:
