@@ -18,7 +18,7 @@ from conftest import ROOT, TINY, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
-from grok.config import load_experiment
+from grok.config import ConfigError, load_experiment
 from grok.select import find_checkpoint, read_reports, trial_dirs
 from grok.train import MANIFEST
 
@@ -364,3 +364,15 @@ def test_address_joins_a_head_started_with_ray_start(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+
+
+def test_trial_device_uses_a_gpu_only_when_the_trial_has_one(monkeypatch):
+    assert gtune.trial_device("auto", 0).type == "cpu"
+    assert gtune.trial_device("cpu", 1).type == "cpu"
+    monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: False)
+    assert gtune.trial_device("auto", 0.5).type == "cpu"  # given a GPU that is not there
+    with pytest.raises(ConfigError, match="train.device"):
+        gtune.trial_device("cuda", 1)
+    monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: True)
+    assert gtune.trial_device("auto", 0.25).type == "cuda"  # a fractional GPU is a GPU
+    assert gtune.trial_device("auto", 0).type == "cpu"
