@@ -309,13 +309,19 @@ class Trainer:
         return self._snapshot_accs[key]
 
     def first_reached(self, metric: str, threshold: float) -> int:
-        """The earliest snapshot since the last evaluation whose `metric` reached `threshold`
-        (the current step if none did): crossings timed finer than evaluations."""
+        """The step since the last evaluation at which `metric` rose to `threshold`, located
+        by bisection over the weight snapshots (below it at the last evaluation, reached at
+        this one). If the accuracy dipped back in between, this is one such step, not
+        necessarily the first; evaluations stay at log2(snapshots) per crossing."""
         split = metric.split("/")[0]
-        for index, (step, _) in enumerate(self._snapshots):
-            if reached(self._snapshot_acc(index, split), threshold):
-                return step
-        return self.step
+        lo, hi = -1, len(self._snapshots)  # index hi reached (len: the current step); lo not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if reached(self._snapshot_acc(mid, split), threshold):
+                hi = mid
+            else:
+                lo = mid
+        return self._snapshots[hi][0] if hi < len(self._snapshots) else self.step
 
     def param_norm(self) -> float:
         with torch.no_grad():
