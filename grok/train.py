@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, dump_config, load_config, load_experiment, trial_name
 from grok.data import IGNORE, SPLITS, Split, build_splits
-from grok.metrics import CrossingTracker, reached
+from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
 from grok.tokenizer import build_tokenizer
 
@@ -259,6 +259,8 @@ class Trainer:
         metrics["steps_per_s"] = (self.step - last_step) / (now - last_time) if self.step else 0.0
         self._clock = (self.step, now)
         metrics.update(self.tracker.update(self.step, metrics))
+        test_step = metrics[crossing_key("test/acc", 0.99)]
+        metrics.update(grok_objective(test_step, self.cfg.train.steps))
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
             self.grok_step = self.step
         after = self.cfg.stop.after_grok_steps
