@@ -82,9 +82,10 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
 
 
 def wants_fig1(res: Results) -> bool:
-    """Division on one setting over seeds: the paper's Fig. 1 setting."""
+    """Division on one setting over seeds: the paper's Fig. 1 setting (not a search's recipes)."""
     task = res.meta.get("config", {}).get("task", {})
-    return task.get("op") == "/" and not res.groups and res.has("test/acc")
+    one_recipe = not res.groups and not res.searched
+    return task.get("op") == "/" and one_recipe and res.has("test/acc")
 
 
 def plot_fig1(res: Results, path: Path) -> Path:
