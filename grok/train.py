@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(cfg))
+    if exp.search:
+        print(f"{exp.name}: the search section is for tune_main.py; this runs its base config")
     print(
         f"{exp.name}: {sum(p.numel() for p in trainer.model.parameters())} parameters, "
         f"{len(trainer.splits['train'])} training examples, batch {trainer.batch_size}, "

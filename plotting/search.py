@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser, fail
 from grok.metrics import CENSORED, OBJECTIVE
@@ -132,21 +133,20 @@ def plot(res: Results, path: Path) -> Path:
     fig = Figure(figsize=(3.4 * len(res.searched), 3.6), layout="constrained")
     axes = fig.subplots(1, len(res.searched), squeeze=False, sharey=True)[0]
     for ax, key in zip(axes, res.searched):
-        kind = next(iter(search["space"][key]))
-        x = table[key]
-        numeric = pd.to_numeric(x, errors="coerce").notna().all()
-        if not numeric:  # a choice of words: one position per value
-            choices = list(search["space"][key]["choice"])
-            x = x.map(lambda v, c=choices: c.index(v) if v in c else math.nan)
-            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+        kind, args = next(iter(search["space"][key].items()))
+        x, bx = table[key], best[key]
+        if kind == "choice":  # one evenly spaced position per value, numbers or words
+            place = {repr(v): i for i, v in enumerate(args)}
+            x, bx = (s.map(lambda v, p=place: p.get(repr(v), math.nan)) for s in (x, bx))
+            ax.set_xticks(range(len(args)), [str(v) for v in args])
+            ax.set_xlim(-0.5, len(args) - 0.5)
         done, cens = ~table["censored"], table["censored"]
         ax.scatter(x[done], table.loc[done, "objective"], color="tab:blue", zorder=3)
         ax.scatter(x[cens], table.loc[cens, "objective"], zorder=3, **CENSORED_STYLE)
-        if len(best) and not missing(best["objective"].iloc[0]):
-            bx = best[key].iloc[0] if numeric else choices.index(best[key].iloc[0])
-            ax.scatter([bx], best["objective"], zorder=4, **BEST_STYLE)
+        ax.scatter(bx, best["objective"], zorder=4, **BEST_STYLE)
         if kind == "loguniform":
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
         ax.set_xlabel(f"{key} ({kind})")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{search['metric']} ({search['mode']})")
