@@ -1,4 +1,5 @@
-"""Run an experiment file as a Ray Tune sweep: every grid point a trial.
+"""Run an experiment file as a Ray Tune sweep: every grid point a trial, or a search of a
+sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
     [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run]
@@ -15,9 +16,12 @@ import time
 from pathlib import Path
 
 from grok.cli import Parser, fail
-from grok.config import ConfigError, load_experiment, trial_name
+from grok.config import ConfigError, Experiment, load_experiment, trial_name
+from grok.metrics import OBJECTIVE
 from grok.select import best_checkpoint
 from grok.train import build_data
+from plotting import search as psearch
+from plotting.results import load
 
 
 def parse_args(argv):
@@ -52,10 +56,10 @@ def parse_args(argv):
     return args
 
 
-def check_data(trials) -> None:
+def check_data(configs) -> None:
     """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
     seen = set()
-    for _, cfg in trials:
+    for cfg in configs:
         key = repr((cfg.task, cfg.model.max_len))
         if key not in seen:
             seen.add(key)
@@ -66,6 +70,54 @@ def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_table(header, rows) -> None:
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def describe_search(exp: Experiment) -> None:
+    """What --dry-run prints for a search: the space, the trials, the searcher and the stops."""
+    s = exp.search
+    points = len(exp.trials())
+    grid = ", ".join(f"{k}={v}" for k, v in exp.grid.items()) or "none"
+    budget = exp.base.train.steps
+    print(f"  {s.num_samples} sampled points x {points} grid point(s) ({grid}) = {exp.num_trials}")
+    seeded = "TPE, seed" if s.algorithm == "optuna" else "Tune's random search, seed"
+    at_once = exp.tune.get("max_concurrent")
+    at_once = f", at most {at_once} trials at once" if at_once else ""
+    print(f"  algorithm: {s.algorithm} ({seeded} {s.seed}){at_once}")
+    print(f"  metric: {s.metric} ({s.mode}), each point's mean over its grid points")
+    if s.metric == OBJECTIVE:
+        print(
+            "    the step at which test accuracy first reaches 99%; a run that never does is "
+            f"censored at its budget, train.steps = {budget}"
+        )
+    print("  space:")
+    width = max(len(key) for key in s.space)
+    for key, domain in s.space.items():
+        print(f"    {key.ljust(width)}  {domain}")
+    if s.scheduler:
+        grace, factor = s.scheduler["grace_period"], s.scheduler["reduction_factor"]
+        rungs = [grace * factor**k for k in range(64) if grace * factor**k < budget]
+        print(
+            f"  scheduler: asha on {s.metric}: at steps {', '.join(map(str, rungs))} all but "
+            f"the best 1/{factor} of trials stop (risky for grokking: see the README)"
+        )
+    else:
+        print("  scheduler: none (every trial runs to its own stop)")
+    if s.stop_if_train_below:
+        stop = s.stop_if_train_below
+        print(
+            f"  stopper: a trial whose train accuracy has not reached {stop['acc']:.0%} by step "
+            f"{stop['step']} is stopped"
+        )
+    after = exp.base.stop.after_grok_steps
+    threshold = f"{exp.base.stop.threshold:.0%}"
+    own = "none" if after is None else f"{after} steps after test accuracy reaches {threshold}"
+    print(f"  each trial's own stop (stop.after_grok_steps): {own}; budget {budget} steps")
 
 
 def summarize(results, metric: str, folder: Path) -> int:
@@ -93,11 +145,23 @@ def summarize(results, metric: str, folder: Path) -> int:
             )
         )
     header = ("trial", "status", "train acc", "test acc", "test 99% at", "best checkpoint")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for row in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_table(header, rows)
     print(f"results: {folder}")
     return errored
+
+
+def summarize_search(folder: Path) -> None:
+    """The best sampled points, ranked by the search's metric (mean over each point's runs)."""
+    res = load(folder)
+    ranked = psearch.points(res)
+    search = psearch.spec(res)
+    print(
+        f"top {min(psearch.TOP, len(ranked))} of {len(ranked)} points by {search['metric']} "
+        f"({search['mode']}):"
+    )
+    head, rows = psearch.top_rows(res, ranked)
+    print_table(head, rows)
+    print(psearch.best_text(res, ranked))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,14 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load_experiment(args.experiment, args.set)
         trials = exp.trials()
-        check_data(trials)
+        check_data(exp.edges())
     except ConfigError as err:
         return fail(err)
     if args.dry_run:
+        n = exp.num_trials
         print(
-            f"{exp.name}: {len(trials)} trial{'s' * (len(trials) != 1)}"
+            f"{exp.name}: {n} trial{'s' * (n != 1)}"
             f" ({exp.resources['cpu']:g} cpu, {exp.resources['gpu']:g} gpu each)"
         )
+        if exp.search:
+            describe_search(exp)
+            return 0
         for values, _ in trials:
             shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "(no varying values)"
             print(f"  {trial_name(values)}: {shown}")
@@ -158,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray dashboard: http://{ctx.dashboard_url}")
     cpus = ray.cluster_resources().get("CPU", 0)
     print(
-        f"{exp.name}: {len(trials)} trials on a cluster with {cpus:g} CPUs; results in {folder}",
+        f"{exp.name}: {exp.num_trials} trials on a cluster with {cpus:g} CPUs; results in {folder}",
         flush=True,
     )
     try:
@@ -176,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     errored = summarize(results, gtune.score_metric(exp), folder)
+    if exp.search:
+        summarize_search(folder)
     if errored:
         print(
             f"{errored} trial(s) errored; see error.txt in their folders. "

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from grok.metrics import OBJECTIVE, SEARCH_METRICS, THRESHOLDS
+
 
 class ConfigError(ValueError):
     """A setting, experiment file or command-line value that cannot be used."""
@@ -352,6 +354,7 @@ class Experiment:
     resources: dict[str, float]
     source: str
     tune: dict[str, Any] = field(default_factory=dict)
+    search: Search | None = None  # sampled settings; each point is repeated over the grid
 
     def trials(self) -> list[tuple[dict[str, Any], Config]]:
         """Each grid point: its varying values and its full config (product order of `grid`)."""
@@ -363,6 +366,26 @@ class Experiment:
                 apply_overrides(self.base, dict(zip(keys, values)), self.source),
             )
             for values in points
+        ]
+
+    @property
+    def num_trials(self) -> int:
+        """Grid points, times the sampled points of a search."""
+        return math.prod(len(v) for v in self.grid.values()) * (
+            self.search.num_samples if self.search else 1
+        )
+
+    def edges(self) -> list[Config]:
+        """The configs at the edges of the search space (each bound, every choice) with each
+        grid point: what can be checked before any point is sampled (at most MAX_EDGES)."""
+        if self.search is None:
+            return [cfg for _, cfg in self.trials()]
+        keys = list(self.search.space)
+        corners = itertools.product(*(self.search.space[k].args for k in keys))
+        combos = itertools.product((values for values, _ in self.trials()), corners)
+        return [
+            apply_overrides(self.base, {**point, **dict(zip(keys, corner))}, self.source)
+            for point, corner in itertools.islice(combos, MAX_EDGES)
         ]
 
 
@@ -397,7 +420,7 @@ def trial_name(values: dict[str, Any], default: str = "run") -> str:
     return "".join(c if c.isalnum() or c in "=,.-_+" else "_" for c in name)
 
 
-EXPERIMENT_KEYS = ("name", "description", "config", "grid", "resources", "tune")
+EXPERIMENT_KEYS = ("name", "description", "config", "grid", "search", "resources", "tune")
 TUNE_KEYS = {"num_to_keep": int, "max_failures": int, "max_concurrent": int}
 
 
@@ -476,9 +499,243 @@ def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experime
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{source}: tune.{key} = {value!r}; allowed: an integer >= 1")
 
-    exp = Experiment(name, description, base, grid, res, source, dict(tune_raw))
-    exp.trials()  # every combination must be valid too
+    search = None
+    if raw.get("search") is not None:
+        search = _search(raw["search"], base, grid, sets or [], source)
+    exp = Experiment(name, description, base, grid, res, source, dict(tune_raw), search)
+    exp.edges()  # every combination must be valid too
     return exp
+
+
+# ---------------------------------------------------------------- search spaces
+
+
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
+ALGORITHMS = ("optuna", "random")
+SEARCH_KEYS = (
+    "space",
+    "num_samples",
+    "algorithm",
+    "metric",
+    "mode",
+    "seed",
+    "scheduler",
+    "stop_if_train_below",
+)
+MAX_EDGES = 1000  # edge configs checked before a search starts
+
+
+@dataclass
+class Domain:
+    """One sampled setting: loguniform/uniform/randint over [lo, hi] (both ends included), or
+    a choice among values."""
+
+    kind: str  # one of DISTRIBUTIONS
+    args: list[Any]  # [lo, hi], or the choices
+
+    def __str__(self) -> str:
+        shown = (f"{a:g}" if isinstance(a, float) else str(a) for a in self.args)
+        return f"{self.kind} [{', '.join(shown)}]"
+
+
+@dataclass
+class Search:
+    """The `search` section of an experiment file: a sampled space, and how to search it."""
+
+    space: dict[str, Domain]  # dotted key -> distribution
+    num_samples: int = 10  # sampled points; each runs once per grid point
+    algorithm: str = "optuna"  # optuna (TPE) or random
+    metric: str = OBJECTIVE
+    mode: str = "min"
+    seed: int = 0  # the searcher's, apart from the trials' seeds
+    scheduler: dict[str, Any] | None = None  # {name: asha, grace_period, reduction_factor}
+    stop_if_train_below: dict[str, Any] | None = None  # {step, acc}
+
+    def to_record(self) -> dict[str, Any]:
+        """The section as written in experiment files (what experiment.yaml records)."""
+        record = dataclasses.asdict(self)
+        record["space"] = {k: {d.kind: list(d.args)} for k, d in self.space.items()}
+        return record
+
+
+def _setting_type(key: str, source: str) -> Any:
+    """The type annotation of a dotted setting; a ConfigError naming the key if it is none."""
+    node: Any = Config
+    prefix = ""
+    for part in key.split("."):
+        if not _is_section(node):
+            raise ConfigError(f"{source}: {prefix.rstrip('.')} is a setting, not a section")
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            allowed = ", ".join(prefix + name for name in hints)
+            raise ConfigError(f"{source}: unknown key {prefix + part!r}; allowed: {allowed}")
+        node, prefix = hints[part], prefix + part + "."
+    if _is_section(node):
+        raise ConfigError(f"{source}: {key} is a section, not a setting")
+    return node
+
+
+def _takes(tp: Any, wanted: type) -> bool:
+    """Whether a setting of type `tp` accepts every value of type `wanted` (int or float)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_takes(a, wanted) for a in typing.get_args(tp))
+    return tp is wanted or (tp is float and wanted is int)
+
+
+def _setting_value(base: Config, key: str, value: Any, source: str) -> Any:
+    """`value` as the setting `key` holds it (coerced), checked with the base config."""
+    node: Any = apply_overrides(base, {key: value}, source)
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _domain(base: Config, key: str, value: Any, source: str) -> Domain:
+    where = f"{source}: search.space.{key}"
+    tp = _setting_type(key, f"{source}: search.space")
+    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS):
+        raise ConfigError(
+            f"{where}: {value!r} is not a distribution; allowed: one of "
+            f"{', '.join(DISTRIBUTIONS)} with a list, e.g. {{loguniform: [1.0e-4, 1.0e-2]}}"
+        )
+    kind, args = next(iter(value.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise ConfigError(f"{where}: choice takes a non-empty list of values")
+        if len({repr(v) for v in args}) != len(args):
+            raise ConfigError(f"{where}: choice lists a value twice")
+        return Domain(kind, [_setting_value(base, key, v, f"{source}: search.space") for v in args])
+    wanted = int if kind == "randint" else float
+    what = "integers" if wanted is int else "numbers"
+    try:
+        lo, hi = (_coerce(wanted, v) for v in args)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {kind} takes two {what} [lo, hi], got {args!r}") from None
+    if not _takes(tp, wanted):
+        raise ConfigError(f"{where}: {kind} draws {what}, but {key} takes {_allowed(tp)}")
+    if lo >= hi:
+        raise ConfigError(f"{where}: {kind} bounds [{lo:g}, {hi:g}] are inverted; allowed: lo < hi")
+    if kind == "loguniform" and lo <= 0:
+        raise ConfigError(f"{where}: loguniform needs lo > 0, got {lo:g}")
+    for bound in (lo, hi):  # the bounds are values the setting must accept
+        _setting_value(base, key, bound, f"{source}: search.space")
+    return Domain(kind, [lo, hi])
+
+
+def _search(
+    raw: Any, base: Config, grid: dict[str, list[Any]], sets: list[str], source: str
+) -> Search:
+    """Check the `search` section against the settings, the grid and --set."""
+    where = f"{source}: search"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(SEARCH_KEYS)}")
+    unknown = sorted(set(raw) - set(SEARCH_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key 'search.{unknown[0]}'; allowed: {', '.join(SEARCH_KEYS)}"
+        )
+    space_raw = raw.get("space")
+    if not isinstance(space_raw, dict) or not space_raw:
+        raise ConfigError(
+            f"{where}.space must map dotted keys to distributions, "
+            "e.g. optim.lr: {loguniform: [1.0e-4, 1.0e-2]}"
+        )
+    set_keys = {parse_set(s)[0] for s in sets}
+    space = {}
+    for key, value in space_raw.items():
+        key = str(key)
+        if key == "seed":
+            raise ConfigError(
+                f"{where}.space.seed: seeds belong in grid (each sampled point runs once per seed)"
+            )
+        if key == "train.steps":
+            raise ConfigError(
+                f"{where}.space.train.steps: the budget is the value of runs that never grok, "
+                "so sampling it would favour short budgets; set it in config"
+            )
+        if key in grid:
+            raise ConfigError(f"{where}.space.{key} is also a grid axis; a key is one or the other")
+        if key in set_keys:
+            raise ConfigError(f"{source}: --set {key} would override search.space.{key}")
+        space[key] = _domain(base, key, value, source)
+    search = Search(space)
+    for key in ("num_samples", "seed"):
+        value = raw.get(key, getattr(search, key))
+        low = 1 if key == "num_samples" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{where}.{key} = {value!r}; allowed: an integer >= {low}")
+        setattr(search, key, value)
+    search.algorithm = raw.get("algorithm", search.algorithm)
+    if search.algorithm not in ALGORITHMS:
+        raise ConfigError(
+            f"{where}.algorithm = {search.algorithm!r}; allowed: {', '.join(ALGORITHMS)}"
+        )
+    search.metric = raw.get("metric", search.metric)
+    if search.metric not in SEARCH_METRICS:
+        hint = f" (None until reached; use {OBJECTIVE}, its censored form)"
+        raise ConfigError(
+            f"{where}.metric = {search.metric!r} is not a reported number"
+            f"{hint if str(search.metric).startswith('grok/') else ''}; "
+            f"allowed: {', '.join(SEARCH_METRICS)}"
+        )
+    if search.metric.startswith("val/") and base.task.val_fraction == 0:
+        raise ConfigError(f"{where}.metric = {search.metric!r}, but there is no val split")
+    search.mode = raw.get("mode", "max" if search.metric.endswith("acc") else "min")
+    if search.mode not in ("min", "max"):
+        raise ConfigError(f"{where}.mode = {search.mode!r}; allowed: min, max")
+    search.scheduler = _scheduler(raw.get("scheduler"), base, where)
+    search.stop_if_train_below = _train_stop(raw.get("stop_if_train_below"), base, where)
+    return search
+
+
+def _int_option(options: dict, key: str, default: int, low: int, where: str) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{where}.{key} = {value!r}; allowed: an integer >= {low}")
+    return value
+
+
+def _scheduler(raw: Any, base: Config, where: str) -> dict[str, Any] | None:
+    """null, `asha`, or {name: asha, grace_period: steps, reduction_factor: n}."""
+    where += ".scheduler"
+    if raw is None:
+        return None
+    options = {"name": raw} if isinstance(raw, str) else raw
+    allowed = ("name", "grace_period", "reduction_factor")
+    if (
+        not isinstance(options, dict)
+        or options.get("name") != "asha"
+        or set(options) - set(allowed)
+    ):
+        raise ConfigError(
+            f"{where} = {raw!r}; allowed: null, asha, or "
+            "{name: asha, grace_period: STEPS, reduction_factor: N}"
+        )
+    grace = _int_option(options, "grace_period", min(1000, base.train.steps), 1, where)
+    factor = _int_option(options, "reduction_factor", 3, 2, where)
+    if grace >= base.train.steps:
+        raise ConfigError(f"{where}.grace_period = {grace} is not below train.steps")
+    return {"name": "asha", "grace_period": grace, "reduction_factor": factor}
+
+
+def _train_stop(raw: Any, base: Config, where: str) -> dict[str, Any] | None:
+    """null, or {step: S, acc: 0.99 or 1.0}: stop a trial whose train accuracy has not reached
+    acc by step S."""
+    where += ".stop_if_train_below"
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"step", "acc"} or "step" not in raw:
+        raise ConfigError(f"{where} = {raw!r}; allowed: null or {{step: STEPS, acc: 0.99}}")
+    step = _int_option(raw, "step", 0, 1, where)
+    if step >= base.train.steps:
+        raise ConfigError(f"{where}.step = {step} is not below train.steps {base.train.steps}")
+    acc = raw.get("acc", 0.99)
+    if acc not in THRESHOLDS or isinstance(acc, bool):
+        raise ConfigError(
+            f"{where}.acc = {acc!r}; allowed: {', '.join(f'{t:g}' for t in THRESHOLDS)} "
+            "(the tracked crossings)"
+        )
+    return {"step": step, "acc": float(acc)}
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

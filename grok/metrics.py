@@ -13,6 +13,23 @@ from collections.abc import Callable, Iterable
 THRESHOLDS = (0.99, 1.0)
 TRACKED = ("train/acc", "val/acc", "test/acc")
 
+# The objective of a search for fast grokking, reported at every evaluation: the step at which
+# test accuracy first reached 99%, or, for a run that has not (yet), its step budget. A censored
+# value is a lower bound on the true one; `objective/censored` says which it is.
+OBJECTIVE = "objective/grok_step"
+CENSORED = "objective/censored"
+# What a search may optimize: reported at every evaluation and always a number (the crossings
+# grok/*_step are None until reached, so a searcher would get nothing from runs that never grok).
+SEARCH_METRICS = (
+    OBJECTIVE,
+    "val/acc",
+    "val/loss",
+    "test/acc",
+    "test/loss",
+    "train/acc",
+    "train/loss",
+)
+
 
 def pct(threshold: float) -> int:
     return round(threshold * 100)
@@ -39,6 +56,11 @@ def first_crossing(steps: Iterable[int], values: Iterable[float], threshold: flo
         if reached(value, threshold):
             return int(step)
     return None
+
+
+def grok_objective(test_step: int | None, budget: int) -> dict[str, int | bool]:
+    """The objective of a fast-grokking search: the test crossing, else censored at `budget`."""
+    return {OBJECTIVE: budget if test_step is None else test_step, CENSORED: test_step is None}
 
 
 def steps_to_grok(train_step: int | None, test_step: int | None) -> int | None:

@@ -28,7 +28,7 @@ from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, dump_config, load_config, load_experiment, trial_name
 from grok.data import IGNORE, SPLITS, Split, build_splits
 from grok.grokfast import make_filter
-from grok.metrics import CrossingTracker, reached
+from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
 from grok.tokenizer import build_tokenizer
 
@@ -339,6 +339,8 @@ class Trainer:
         metrics["steps_per_s"] = (self.step - last_step) / (now - last_time) if self.step else 0.0
         self._clock = (self.step, now)
         metrics.update(self.tracker.update(self.step, metrics, self.first_reached))
+        test_step = metrics[crossing_key("test/acc", 0.99)]
+        metrics.update(grok_objective(test_step, self.cfg.train.steps))
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
             self.grok_step = self.first_reached("test/acc", self.cfg.stop.threshold)
         self._snapshots, self._snapshot_accs = [], {}
@@ -529,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(cfg))
+    if exp.search:
+        print(f"{exp.name}: the search section is for tune_main.py; this runs its base config")
     print(
         f"{exp.name}: {sum(p.numel() for p in trainer.model.parameters())} parameters, "
         f"{len(trainer.splits['train'])} training examples, batch {trainer.batch_size}, "

@@ -1,8 +1,10 @@
 """Ray Tune adapter: the trainable, and an experiment file turned into a Tuner.
 
 The only module of the library that imports Ray. A trial's Tune config holds just its varying
-values (dotted keys, as in the experiment's grid); the experiment's base config travels with the
-trainable (`tune.with_parameters`) so each trial rebuilds its full `Config` and checks it.
+values (dotted keys, as in the experiment's grid and search space); the experiment's base config
+travels with the trainable (`tune.with_parameters`) so each trial rebuilds its full `Config` and
+checks it. A search samples its space with Tune's random search or Optuna's TPE, repeating each
+point over the grid (the seeds).
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from typing import Any
 import torch
 import yaml
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import BasicVariantGenerator, Repeater
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.repeater import TRIAL_INDEX
+from ray.tune.stopper import Stopper
 
-from grok.config import Config, Experiment, apply_overrides, trial_name
+from grok.config import Config, Domain, Experiment, apply_overrides, trial_name
+from grok.metrics import crossing_key
 from grok.select import EXPERIMENT_FILE
 from grok.train import EvalEvent, Trainer, resolve_device
 
@@ -70,6 +78,7 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
         "grid": exp.grid,
         "resources": exp.resources,
         "tune": exp.tune,
+        "search": exp.search.to_record() if exp.search else None,
         "config": exp.base.to_dict(),
     }
 
@@ -81,7 +90,7 @@ def same_experiment(folder: Path, exp: Experiment) -> str | None:
         return f"{folder} has no {EXPERIMENT_FILE}"
     old = yaml.safe_load(path.read_text()) or {}
     new = experiment_record(exp)
-    for key in ("grid", "config"):
+    for key in ("grid", "search", "config"):
         if old.get(key) != new[key]:
             return f"its {key} differs from {exp.source}'s"
     return None
@@ -94,17 +103,108 @@ def make_trainable(exp: Experiment):
     )
 
 
-def _dirname_creator(grid_keys: list[str]):
+def _dirname_creator(exp: Experiment):
+    """Grid trials are named by their values (`wd=0.3,seed=1`); sampled ones by the order the
+    search made them in, then their grid values (`t007,seed=1`)."""
+    keys = list(exp.grid)
+
     def name(trial) -> str:
-        return trial_name({k: trial.config[k] for k in grid_keys})
+        values = trial_name({k: trial.config[k] for k in keys}, default="")
+        if exp.search is None:
+            return values or "run"
+        index = int(trial.experiment_tag.split("_", 1)[0])  # Tune's count of trials made
+        return ",".join(filter(None, [f"t{index:03d}", values]))
 
     return name
+
+
+def tune_domain(domain: Domain):
+    """A sampled setting as a Tune domain (randint's hi is included, as in experiment files)."""
+    lo, hi = domain.args[0], domain.args[-1]
+    if domain.kind == "loguniform":
+        return tune.loguniform(lo, hi)
+    if domain.kind == "uniform":
+        return tune.uniform(lo, hi)
+    if domain.kind == "randint":
+        return tune.randint(lo, hi + 1)  # Tune's excludes hi
+    return tune.choice(domain.args)
+
+
+class GridRepeater(Repeater):
+    """Runs each point the searcher suggests once per grid point (the seeds) and tells the
+    searcher their mean: Tune's Repeater, with the grid's values in place of its repeat index."""
+
+    def __init__(self, searcher, points: list[dict[str, Any]]):
+        super().__init__(searcher, repeat=len(points), set_index=True)
+        self.points = points
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            config.update(self.points[config.pop(TRIAL_INDEX)])
+        return config
+
+
+class TrainAccStopper(Stopper):
+    """Stops a trial whose train accuracy has not reached `acc` by `step`.
+
+    Grokking comes after memorization, so such a trial is not about to grok; a flat test
+    accuracy, by contrast, says nothing (it is flat until it is not).
+    """
+
+    def __init__(self, step: int, acc: float):
+        self.step = step
+        self.crossing = crossing_key("train/acc", acc)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return result.get("step", 0) >= self.step and result.get(self.crossing) is None
+
+    def stop_all(self) -> bool:
+        return False
+
+
+class MarkStopped(tune.Callback):
+    """Records `stopped` as the status of a trial Tune stops (a scheduler or a stopper) in place
+    of its last report's `running`, before the loggers write it to result.json."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("done") and result.get("status") == "running":
+            result["status"] = "stopped"
+
+
+def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
+    """The param space and the TuneConfig arguments of a search."""
+    s = exp.search
+    space = {k: tune_domain(d) for k, d in s.space.items()}
+    points = [values for values, _ in exp.trials()]
+    args: dict[str, Any] = {"metric": s.metric, "mode": s.mode}
+    if s.algorithm == "random":
+        # constant_grid_search: each sample is drawn once and run at every grid point.
+        args["search_alg"] = BasicVariantGenerator(
+            max_concurrent=max_concurrent or 0, constant_grid_search=True, random_state=s.seed
+        )
+        args["num_samples"] = s.num_samples  # the grid multiplies it
+        space.update({k: tune.grid_search(v) for k, v in exp.grid.items()})
+    else:
+        args["search_alg"] = GridRepeater(OptunaSearch(seed=s.seed), points)
+        args["num_samples"] = s.num_samples * len(points)  # Repeater counts every trial
+        args["max_concurrent_trials"] = max_concurrent
+    if s.scheduler:
+        args["scheduler"] = ASHAScheduler(
+            time_attr="step",
+            max_t=exp.base.train.steps,
+            grace_period=s.scheduler["grace_period"],
+            reduction_factor=s.scheduler["reduction_factor"],
+        )
+    return space, args
 
 
 def build_tuner(
     exp: Experiment, storage: Path, max_concurrent: int | None = None, verbose: int = 1
 ) -> tune.Tuner:
     metric = score_metric(exp)
+    max_concurrent = max_concurrent or exp.tune.get("max_concurrent")
+    stop = exp.search.stop_if_train_below if exp.search else None
     run_config = tune.RunConfig(
         name=exp.name,
         storage_path=str(storage.resolve()),
@@ -114,14 +214,20 @@ def build_tuner(
             checkpoint_score_order="max",
         ),
         failure_config=tune.FailureConfig(max_failures=exp.tune.get("max_failures", 2)),
+        stop=TrainAccStopper(stop["step"], stop["acc"]) if stop else None,
+        callbacks=[MarkStopped()],
         verbose=verbose,
     )
+    if exp.search:
+        param_space, args = _search_config(exp, max_concurrent)
+    else:
+        param_space = {k: tune.grid_search(v) for k, v in exp.grid.items()}
+        args = {"max_concurrent_trials": max_concurrent}
     tune_config = tune.TuneConfig(
-        trial_dirname_creator=_dirname_creator(list(exp.grid)),
-        trial_name_creator=_dirname_creator(list(exp.grid)),
-        max_concurrent_trials=max_concurrent or exp.tune.get("max_concurrent"),
+        trial_dirname_creator=_dirname_creator(exp),
+        trial_name_creator=_dirname_creator(exp),
+        **args,
     )
-    param_space = {k: tune.grid_search(v) for k, v in exp.grid.items()}
     return tune.Tuner(
         make_trainable(exp), param_space=param_space, tune_config=tune_config, run_config=run_config
     )

@@ -74,7 +74,8 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
     for ax in axes[-1]:
         ax.set_xlabel("optimization step (log)")
     several = any(rows["trial"].nunique() > 1 for _, _, rows in groups)
-    note = ": thin lines are seeds; band: min-max over seeds" if several else ""
+    runs = "the searched recipes' runs" if res.searched else "seeds"
+    note = f": thin lines are {runs}; band: min-max over them" if several else ""
     fig.suptitle(res.name + note)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -82,9 +83,10 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
 
 
 def wants_fig1(res: Results) -> bool:
-    """Division on one setting over seeds: the paper's Fig. 1 setting."""
+    """Division on one setting over seeds: the paper's Fig. 1 setting (not a search's recipes)."""
     task = res.meta.get("config", {}).get("task", {})
-    return task.get("op") == "/" and not res.groups and res.has("test/acc")
+    one_recipe = not res.groups and not res.searched
+    return task.get("op") == "/" and one_recipe and res.has("test/acc")
 
 
 def plot_fig1(res: Results, path: Path) -> Path:

@@ -18,7 +18,7 @@ from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, TaskConfig, apply_overrides
 from grok.data import SPLITS, build_splits, describe
 from grok.select import EXPERIMENT_FILE
-from plotting import curves, grok_steps, tables
+from plotting import curves, grok_steps, search, tables
 from plotting.results import NotAnExperiment, Results, is_experiment, load
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
 
@@ -161,6 +161,9 @@ def experiment_section(res: Results, out: Path) -> str:
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
         lines += [f"![{res.name} {kind}]({path.name})", ""]
+    if res.searched:
+        paths = search.write(res, out, prefix)
+        lines += [f"![{res.name} search]({paths['png'].name})", "", paths["md"].read_text()]
     table, paths = tables.write(res, out, prefix)
     lines += [paths["md"].read_text()] + ([final_text(table), ""] if final_text(table) else [])
     if res.has("test/acc"):

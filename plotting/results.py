@@ -1,15 +1,15 @@
 """Load a Tune experiment folder (finished, running or partly errored) into tidy pandas frames.
 
 A folder `results/<name>/` holds `experiment.yaml` (the resolved experiment, written by
-tune_main.py) and one folder per trial with `params.json` (its grid values, dotted keys) and
-`result.json` (one JSON report per line). Only these files are read: no Ray needed.
+tune_main.py) and one folder per trial with `params.json` (its grid and sampled values, dotted
+keys) and `result.json` (one JSON report per line). Only these files are read: no Ray needed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,8 @@ class Results:
     meta: dict[str, Any]  # experiment.yaml; {} when absent
     keys: list[str]  # the grid's keys (dotted), seed included
     frame: pd.DataFrame  # trial, keys..., status, step, every metric
-    trials: pd.DataFrame  # trial, keys..., status, reports, last_step, budget
+    trials: pd.DataFrame  # trial, keys..., status, reports, last_step, budget, searched...
+    searched: list[str] = field(default_factory=list)  # a search's sampled keys
 
     @property
     def groups(self) -> list[str]:
@@ -152,8 +153,10 @@ def load(folder: str | Path) -> Results:
         if not isinstance(meta, dict):
             raise NotAnExperiment(f"{folder / EXPERIMENT_FILE}: not an experiment record")
     grid = meta.get("grid") or {}
+    searched = list((meta.get("search") or {}).get("space") or {})
     read = [(d.name, *read_trial(d)) for d in sorted(folder.iterdir()) if is_trial(d)]
-    keys = list(grid) or sorted({k for _, values, _, _ in read for k in values})
+    # A search's trials differ in sampled values too: its groups are still the grid's.
+    keys = list(grid) if grid or searched else sorted({k for _, v, _, _ in read for k in v})
     if SEED in keys:  # the seed axis last: groups are what remains
         keys = [k for k in keys if k != SEED] + [SEED]
     read.sort(key=lambda t: _grid_order(grid, keys, t[1]))
@@ -164,12 +167,14 @@ def load(folder: str | Path) -> Results:
         last = curve["step"].max() if len(curve) else math.nan
         rows.append({**ident, "reports": len(curve), "last_step": last})
         rows[-1]["budget"] = _budget(meta, values)
+        rows[-1].update({k: values.get(k) for k in searched})
         if len(curve):
             curves.append(curve.assign(**ident)[[*ident, *curve.columns]])
     id_cols = ["trial", *keys, "status"]
     frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=id_cols)
-    trials = pd.DataFrame(rows, columns=[*id_cols, "reports", "last_step", "budget"])
-    return Results(meta.get("name") or folder.name, folder, meta, keys, frame, trials)
+    columns = [*id_cols, "reports", "last_step", "budget", *searched]
+    trials = pd.DataFrame(rows, columns=columns)
+    return Results(meta.get("name") or folder.name, folder, meta, keys, frame, trials, searched)
 
 
 def group_rows(res: Results, table: pd.DataFrame):
