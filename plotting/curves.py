@@ -17,9 +17,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from grok.cli import Parser, fail
+from grok.cli import fail
 from plotting.grok_steps import crossing
-from plotting.results import NotAnExperiment, Results, group_rows, load
+from plotting.results import (
+    NotAnExperiment,
+    Results,
+    experiment_parser,
+    group_rows,
+    load_reported,
+    out_dir,
+)
 
 COLORS = {"train": "tab:red", "test": "tab:green"}  # the paper's Fig. 1 colours
 
@@ -135,21 +142,18 @@ def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = Parser(
-        prog="python -m plotting.curves",
-        description="Accuracy and loss curves of an experiment, per varied value.",
+    ap = experiment_parser(
+        "python -m plotting.curves",
+        "Accuracy and loss curves of an experiment, per varied value.",
+        "results/ablation_wd",
     )
-    ap.add_argument("folder", help="an experiment's results folder, e.g. results/ablation_wd")
-    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
     ap.add_argument("--no-param-norm", action="store_true", help="leave out the weight-norm panel")
     args = ap.parse_args(argv)
     try:
-        res = load(args.folder)
+        res = load_reported(args.folder)
     except NotAnExperiment as err:
         return fail(err)
-    if res.frame.empty:
-        return fail(f"{args.folder}: no trial has reported yet")
-    out = Path(args.out) if args.out else res.folder / "plots"
+    out = out_dir(res, args.out)
     for path in write(res, out, param_norm=not args.no_param_norm).values():
         print(path)
     return 0

@@ -16,9 +16,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from grok.cli import Parser, fail
+from grok.cli import fail
 from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
-from plotting.results import NotAnExperiment, Results, group_rows, load
+from plotting.results import (
+    NotAnExperiment,
+    Results,
+    experiment_parser,
+    group_rows,
+    load_reported,
+    out_dir,
+)
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, missing, short
 
 CROSSING_COLUMNS = ("threshold", "train_step", "test_step", "steps_to_grok", "censored")
@@ -240,22 +247,19 @@ def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = Parser(
-        prog="python -m plotting.grok_steps",
-        description="Steps-to-grok per trial and per varied value: plot, CSV, Markdown.",
+    ap = experiment_parser(
+        "python -m plotting.grok_steps",
+        "Steps-to-grok per trial and per varied value: plot, CSV, Markdown.",
+        "results/ablation_wd",
     )
-    ap.add_argument("folder", help="an experiment's results folder, e.g. results/ablation_wd")
-    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
     args = ap.parse_args(argv)
     try:
-        res = load(args.folder)
+        res = load_reported(args.folder)
     except NotAnExperiment as err:
         return fail(err)
-    if res.frame.empty:
-        return fail(f"{args.folder}: no trial has reported yet")
     if not res.has("test/acc"):
         return fail(f"{args.folder}: no trial reports test/acc; steps-to-grok needs a test split")
-    _, paths = write(res, Path(args.out) if args.out else res.folder / "plots")
+    _, paths = write(res, out_dir(res, args.out))
     for path in paths.values():
         print(path)
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from grok.cli import Parser
 from grok.config import flatten, trial_name
 from grok.select import EXPERIMENT_FILE, read_reports
 
@@ -185,3 +186,23 @@ def group_rows(res: Results, table: pd.DataFrame):
     for values, rows in table.groupby(res.groups, sort=False, dropna=False):
         values = dict(zip(res.groups, values if isinstance(values, tuple) else (values,)))
         yield group_label(values), values, rows
+
+
+def experiment_parser(prog: str, description: str, example: str) -> Parser:
+    """The command line the plotting tools share: an experiment folder and -o DIR."""
+    ap = Parser(prog=prog, description=description)
+    ap.add_argument("folder", help=f"an experiment's results folder, e.g. {example}")
+    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
+    return ap
+
+
+def load_reported(folder: str | Path) -> Results:
+    """`load`, refusing a folder in which no trial has reported yet."""
+    res = load(folder)
+    if res.frame.empty:
+        raise NotAnExperiment(f"{folder}: no trial has reported yet")
+    return res
+
+
+def out_dir(res: Results, out: str | None) -> Path:
+    return Path(out) if out else res.folder / "plots"

@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from grok.cli import Parser, fail
+from grok.cli import fail
 from grok.metrics import CENSORED, OBJECTIVE
-from plotting.results import NotAnExperiment, Results, load
+from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import markdown_table, missing, short
 
 TOP = 5  # points in the tables
@@ -177,22 +177,19 @@ def write(res: Results, out: Path, prefix: str = "", n: int = TOP) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = Parser(
-        prog="python -m plotting.search",
-        description="A search's objective against each searched value, and its best points.",
+    ap = experiment_parser(
+        "python -m plotting.search",
+        "A search's objective against each searched value, and its best points.",
+        "results/search_fast_grok",
     )
-    ap.add_argument("folder", help="a search's results folder, e.g. results/search_fast_grok")
-    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
     ap.add_argument("--top", type=int, default=TOP, help=f"points in the table (default {TOP})")
     args = ap.parse_args(argv)
     try:
-        res = load(args.folder)
+        res = load_reported(args.folder)
         spec(res)
     except NotAnExperiment as err:
         return fail(err)
-    if res.frame.empty:
-        return fail(f"{args.folder}: no trial has reported yet")
-    paths = write(res, Path(args.out) if args.out else res.folder / "plots", n=args.top)
+    paths = write(res, out_dir(res, args.out), n=args.top)
     print(paths["md"].read_text())
     for path in paths.values():
         print(path)

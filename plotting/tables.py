@@ -14,9 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from grok.cli import Parser, fail
+from grok.cli import fail
 from grok.config import SHORT_NAMES
-from plotting.results import NotAnExperiment, Results, group_rows, load
+from plotting.results import (
+    NotAnExperiment,
+    Results,
+    experiment_parser,
+    group_rows,
+    load_reported,
+    out_dir,
+)
 
 FINAL_METRICS = ("train/loss", "test/loss", "train/acc", "test/acc")
 
@@ -103,20 +110,17 @@ def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = Parser(
-        prog="python -m plotting.tables",
-        description="Final loss and accuracy per varied value, mean and sd over seeds.",
+    ap = experiment_parser(
+        "python -m plotting.tables",
+        "Final loss and accuracy per varied value, mean and sd over seeds.",
+        "results/addsub",
     )
-    ap.add_argument("folder", help="an experiment's results folder, e.g. results/addsub")
-    ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
     args = ap.parse_args(argv)
     try:
-        res = load(args.folder)
+        res = load_reported(args.folder)
     except NotAnExperiment as err:
         return fail(err)
-    if res.frame.empty:
-        return fail(f"{args.folder}: no trial has reported yet")
-    _, paths = write(res, Path(args.out) if args.out else res.folder / "plots")
+    _, paths = write(res, out_dir(res, args.out))
     print(paths["md"].read_text())
     for path in paths.values():
         print(path)
