@@ -35,6 +35,7 @@ from grok.tokenizer import build_tokenizer
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("model.pt", "state.pt", "config.yaml")
+WEIGHTS_FILES = ("model.pt", "config.yaml")  # a weights-only checkpoint: inference, no resume
 MANIFEST = "manifest.json"
 
 
@@ -146,8 +147,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict]:
-    """Check and load a checkpoint folder: (config, model state_dict, training state)."""
+def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict | None]:
+    """Check and load a checkpoint folder: (config, model state_dict, training state); the
+    training state is None for a weights-only checkpoint (see `export_weights`)."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such checkpoint folder")
@@ -156,9 +158,10 @@ def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict]:
     try:
         manifest = json.loads((d / MANIFEST).read_text())
         files = dict(manifest["files"])
-    except (ValueError, KeyError, TypeError):
+        weights_only = bool(manifest.get("weights_only", False))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise CheckpointError(f"{d}/{MANIFEST}: unreadable manifest") from None
-    for name in CHECKPOINT_FILES:
+    for name in WEIGHTS_FILES if weights_only else CHECKPOINT_FILES:
         if not (d / name).is_file():
             raise CheckpointError(f"{d}: checkpoint is missing {name}")
         if files.get(name) != _sha256(d / name):
@@ -169,10 +172,33 @@ def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict]:
         raise CheckpointError(str(err)) from None
     try:
         weights = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
-        state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
+        state = None
+        if not weights_only:
+            state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses anything but tensors and plain data
         raise CheckpointError(f"{d}: cannot load safely: {str(err).splitlines()[0]}") from None
     return cfg, weights, state
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+    """Copy a checkpoint's weights and config, checked, into `out` as a weights-only checkpoint:
+    what inference needs (about a third of the size: no optimizer state), not a resume point."""
+    src, final = Path(checkpoint), Path(out)
+    read_checkpoint(src)  # refuses a damaged or tampered source before anything is written
+    if final.exists() and not (final / MANIFEST).is_file():
+        raise CheckpointError(f"{final}: exists and is not a checkpoint; not overwriting it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".weights-", dir=final.parent))
+    for name in WEIGHTS_FILES:
+        shutil.copyfile(src / name, tmp / name)
+    step = json.loads((src / MANIFEST).read_text()).get("step")
+    files = {name: _sha256(tmp / name) for name in WEIGHTS_FILES}
+    manifest = {"step": step, "weights_only": True, "source": str(src), "files": files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Config]:
@@ -417,6 +443,8 @@ class Trainer:
     def load_checkpoint(self, directory: str | Path) -> None:
         """Continue from a checkpoint of the same config: the run goes on as if never stopped."""
         cfg, weights, state = read_checkpoint(directory)
+        if state is None:
+            raise CheckpointError(f"{directory}: weights-only checkpoint; it cannot resume")
         if cfg.to_dict() != self.cfg.to_dict():
             raise CheckpointError(f"{directory}: checkpoint was made with a different config")
         self.model.load_state_dict(weights)

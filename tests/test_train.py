@@ -21,7 +21,14 @@ from conftest import (
 
 from grok.config import Config, apply_overrides
 from grok.data import IGNORE
-from grok.train import CheckpointError, Trainer, load_model, lr_at, read_checkpoint
+from grok.train import (
+    CheckpointError,
+    Trainer,
+    export_weights,
+    load_model,
+    lr_at,
+    read_checkpoint,
+)
 
 METRICS = (
     "step train/loss train/acc val/loss val/acc test/loss test/acc lr param_norm steps_per_s "
@@ -311,6 +318,31 @@ def test_a_pickle_posing_as_weights_is_refused_and_never_run(saved, tmp_path):
     assert not marker.exists()
     torch.load(ckpt / "model.pt", weights_only=False)  # the payload is live: unsafe loading
     assert marker.exists()  # runs it
+
+
+def test_exported_weights_predict_as_the_checkpoint_and_refuse_to_resume(saved, tmp_path):
+    out = export_weights(saved, tmp_path / "weights")
+    assert sorted(f.name for f in out.iterdir()) == ["config.yaml", "manifest.json", "model.pt"]
+    cfg, weights, state = read_checkpoint(out)
+    assert state is None and cfg == tiny({"train.steps": 5})
+    full, _ = load_model(saved)
+    light, _ = load_model(out)
+    x = torch.randint(0, 10, (4, 4))
+    assert torch.equal(full(x), light(x))
+    with pytest.raises(CheckpointError, match="weights-only checkpoint; it cannot resume"):
+        Trainer(tiny({"train.steps": 5})).load_checkpoint(out)
+    (out / "model.pt").write_bytes((out / "model.pt").read_bytes()[:-1])  # damaged after export
+    with pytest.raises(CheckpointError, match="model.pt: contents do not match the manifest"):
+        read_checkpoint(out)
+
+
+def test_export_refuses_a_damaged_source_and_leaves_nothing(saved, tmp_path):
+    ckpt = shutil.copytree(saved, tmp_path / "checkpoint")
+    change_config(ckpt)
+    proc = run_cli("-m", "grok.export", str(ckpt), "--out", str(tmp_path / "w"))
+    assert_one_line_error(proc, "config.yaml", "do not match the manifest")
+    assert not (tmp_path / "w").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
 
 
 # ---------------------------------------------------------------- the command line
