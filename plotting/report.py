@@ -2,12 +2,14 @@
 
 python -m plotting.report results/ --out report/
 
-Sections follow the assignment (sanity checks, data and splits, add/sub, grokking, ablations),
-then any other experiment found. A missing experiment is named, with the command that makes it.
+Sections follow the assignment (sanity checks, data and splits, add/sub, grokking, ablations,
+what makes grokking faster), then any other experiment found, then `discussion.md` from the
+output folder when there is one. A missing experiment is named, with the command that makes it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +17,17 @@ from pathlib import Path
 import pandas as pd
 
 from grok.cli import Parser, fail
-from grok.config import Config, ConfigError, TaskConfig, apply_overrides
+from grok.config import (
+    Config,
+    ConfigError,
+    TaskConfig,
+    apply_overrides,
+    load_config,
+    load_experiment,
+)
 from grok.data import SPLITS, build_splits, describe
 from grok.select import EXPERIMENT_FILE
+from grok.train import MANIFEST
 from plotting import curves, grok_steps, search, tables
 from plotting.results import NotAnExperiment, Results, is_experiment, load
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
@@ -29,7 +39,22 @@ PARTS = (
     ("3. Addition and subtraction (Part 2.2)", ("addsub",)),
     ("4. Grokking on division (Part 2.3)", ("division_grokking",)),
     ("5. Ablations (Part 2.4)", ("ablation_wd", "ablation_data_fraction", "ablation_dropout")),
+    (
+        "6. What makes grokking faster (Part 2.4)",
+        (
+            "ablation_grokfast",
+            "search_fast_grok",
+            "confirm_paper_recipe",
+            "confirm_fast_grok",
+            "ablation_init_scale",
+            "ablation_wd_kind",
+            "ablation_tokenizer",
+        ),
+    ),
 )
+FULL_BUDGET = 100_000  # the assignment's step budget
+DISCUSSION = "discussion.md"  # written by people from the numbers; included when present
+WEIGHTS = "weights"  # weights-only checkpoints (python -m grok.export) beside the report
 ACC = "{:.4f}"  # accuracies, as in the tables
 KNOWN = [name for _, names in PARTS for name in names if name != DATA]
 INTROS = {
@@ -46,6 +71,20 @@ INTROS = {
     "ablation_data_fraction": "Fraction of equations used for training against steps-to-grok "
     "on x/y mod 97.",
     "ablation_dropout": "Dropout against steps-to-grok on x/y mod 97.",
+    "ablation_grokfast": "Grokfast gradient filters (Lee et al. 2024) against steps-to-grok on "
+    "x/y mod 97: none, an exponential moving average (EMA) and a windowed mean (MA) of the "
+    "gradients, amplified and added back before the optimizer step.",
+    "search_fast_grok": "An Optuna (TPE) search over learning rate, weight decay, dropout and "
+    "batch size for the recipe that groks x/y mod 97 in the fewest steps.",
+    "confirm_paper_recipe": "The paper's recipe on x/y mod 97 with seeds the search never saw: "
+    "the baseline for the search's recipe.",
+    "confirm_fast_grok": "The search's fastest recipe on x/y mod 97, the same fresh seeds.",
+    "ablation_init_scale": "The initial weights times a factor (Liu et al. 2022, Omnigrok) "
+    "against steps-to-grok on x/y mod 97.",
+    "ablation_wd_kind": "Decoupled (AdamW) against coupled (Adam with L2) weight decay, toward "
+    "zero against toward the initial weights, on x/y mod 97.",
+    "ablation_tokenizer": "One token per number against one token per character (the answer "
+    "then several tokens, scored by exact match) on x/y mod 97.",
 }
 
 
@@ -151,13 +190,66 @@ def final_text(table: pd.DataFrame) -> str:
     )
 
 
+def budget_text(res: Results) -> str:
+    """The run's step budget against its file's and the assignment's, with the full command."""
+    cfg = base_config(res)
+    if cfg is None or cfg.task.kind != "modular":
+        return ""
+    steps = cfg.train.steps
+    try:
+        file_steps = load_experiment(res.source).base.train.steps
+    except (ConfigError, OSError):
+        file_steps = None
+    if steps >= FULL_BUDGET or file_steps is None or steps >= file_steps:
+        return f"Budget: {steps} steps per trial, as in the experiment file."
+    full = f"`python tune_main.py {res.source}`"
+    theirs = f"the file's {file_steps}" + (
+        " (the assignment's budget)"
+        if file_steps == FULL_BUDGET
+        else f" (the assignment's is {FULL_BUDGET})"
+    )
+    return (
+        f"Budget: {steps} steps per trial here, below {theirs}, so that the whole study runs "
+        f"in about 2 hours on a 2-core CPU; a run that has not grokked by then is censored, not "
+        f"failed. The full budget: {full}."
+    )
+
+
+def weights_text(res: Results, out: Path) -> str:
+    """The shipped weights-only model of this experiment, if any, and how to query it."""
+    folder = out / WEIGHTS / res.name
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return ""
+    try:
+        cfg = load_config(folder / "config.yaml")
+        step = json.loads(manifest.read_text()).get("step")
+        test = build_splits(cfg.task)["test"]
+    except (ConfigError, OSError, ValueError):
+        return f"Weights in `{folder}` could not be read."
+    # A held-out equation that is not trivial (no operand 0 or 1), for the command below.
+    first = next((e for e in test.examples if (e.a or 0) > 1 and (e.b or 0) > 1), test.examples[0])
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    return (
+        f"Shipped model: `{WEIGHTS}/{res.name}/` ({size:.1f} MB, weights only, seed "
+        f"{cfg.seed}, step {step}). A held-out (test-split) equation: "
+        f'`python infer.py {folder} --prompt "{first.prompt}"` should answer '
+        f"`{first.prompt}{first.answer.rstrip()}`."
+    )
+
+
 def experiment_section(res: Results, out: Path) -> str:
     lines = [f"### {res.name}", ""]
     lines += [INTROS.get(res.name) or res.meta.get("description") or "", ""]
     lines += [f"Experiment file: `{res.source}`. Command: `{res.command}`.", ""]
+    if budget_text(res):
+        lines += [budget_text(res), ""]
     if res.trials.empty or res.frame.empty:
         return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
     lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.folder}`).", ""]
+    metrics_csv = out / f"{res.name}_metrics.csv"
+    res.frame.to_csv(metrics_csv, index=False)
+    lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
         lines += [f"![{res.name} {kind}]({path.name})", ""]
@@ -172,6 +264,8 @@ def experiment_section(res: Results, out: Path) -> str:
         lines += grok_text(summary) + [""]
         lines += [f"Per-trial crossings: `{paths['md'].name}`, `{paths['csv'].name}`.", ""]
         lines += [checkpoint_text(res), ""]
+        if weights_text(res, out):
+            lines += [weights_text(res, out), ""]
     else:
         lines += sanity_text(res) + [""]
     return "\n".join(lines)
@@ -245,8 +339,13 @@ def build(root: Path, out: Path) -> Path:
         f"`{root}`. Present: {', '.join(r.name for r in present) or 'none'}. "
         f"Missing: {', '.join(absent) or 'none'}.",
         "",
+        "Each section names its experiment file and the command that ran it; `bash "
+        "scripts/study.sh` runs them all with these budgets (two at a time on one local Ray "
+        "head, hence `--address auto --max-concurrent 1`, which change no number: every trial "
+        "is seeded and runs on one thread) and rebuilds this report.",
+        "",
     ]
-    parts = list(PARTS) + [("6. Other experiments", tuple(extra))]
+    parts = list(PARTS) + [("7. Other experiments", tuple(extra))]
     for title, part in parts:
         lines += [f"## {title}", ""]
         if part == (DATA,):
@@ -262,6 +361,9 @@ def build(root: Path, out: Path) -> Path:
                 lines += [f"### {name}\n\n**Unreadable:** {found}\n"]
             else:
                 lines += [experiment_section(found, out)]
+    discussion = out / DISCUSSION
+    if discussion.is_file():
+        lines += [f"## {len(parts) + 1}. Discussion", "", discussion.read_text().strip(), ""]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY
 
 from grok.config import Config, apply_overrides, trial_name
+from grok.data import build_splits
 from grok.metrics import THRESHOLDS, crossing_key, grok_key
-from grok.train import Trainer
+from grok.train import Trainer, export_weights
 from plotting import curves, grok_steps, report, tables
 from plotting.results import load
 
@@ -317,6 +319,39 @@ def test_addsub_table_has_mean_and_sd_over_seeds(tmp_path):
     assert "0.8000 ± 0.1000" in md
 
 
+def test_report_states_a_cut_budget_ships_weights_metrics_and_the_discussion(tmp_path):
+    root = tmp_path / "results"
+    exp = write_experiment(
+        root, "division_grokking", {"seed": [0]}, {"task.op": "/", "train.steps": 1000}
+    )
+    write_trial(exp, {"seed": 0}, [0, 1.0, *[1.0] * 9], [0, 0, 1.0, *[1.0] * 8])
+    out = tmp_path / "report"
+    trainer = Trainer(Config.from_dict(TINY), device="cpu")  # x+y mod 11, untrained
+    weights = export_weights(
+        trainer.save_checkpoint(tmp_path / "ckpt"), out / "weights" / "division_grokking"
+    )
+    (out / "discussion.md").write_text("Seeds agree to within 3%.\n")
+    assert report.main([str(root), "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    # The file asks for 1e5 steps; this run had 1000: said, with the command for the full budget.
+    assert "Budget: 1000 steps per trial here, below the file's 100000" in text
+    assert "The full budget: `python tune_main.py experiments/division_grokking.yaml`" in text
+    # The shipped model and a held-out equation it is asked, from the test split of its data.
+    test = build_splits(trainer.cfg.task)["test"]
+    line = next(x for x in text.splitlines() if x.startswith("Shipped model"))
+    prompt = line.split('--prompt "')[1].split('"')[0]
+    example = next(e for e in test.examples if e.prompt == prompt)
+    assert example.a > 1 and example.b > 1
+    assert f"should answer `{prompt}{example.answer}`" in line
+    assert f"python infer.py {weights}" in line
+    # Every metric of every report, as loaded.
+    metrics = pd.read_csv(out / "division_grokking_metrics.csv")
+    frame = load(exp).frame
+    assert len(metrics) == len(frame) == 11
+    assert metrics["test/acc"].tolist() == frame["test/acc"].tolist()
+    assert text.rstrip().endswith("## 8. Discussion\n\nSeeds agree to within 3%.")
+
+
 def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
     root = tmp_path / "results"
     wd_experiment(root)
@@ -329,7 +364,7 @@ def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
     out = tmp_path / "report"
     assert report.main([str(root), "--out", str(out)]) == 0
     text = (out / "REPORT.md").read_text()
-    titles = [title for title, _ in report.PARTS] + ["6. Other experiments"]
+    titles = [title for title, _ in report.PARTS] + ["7. Other experiments"]
     positions = [text.index(f"## {t}") for t in titles]
     assert positions == sorted(positions)
     for name in ("sanity_mask3", "division_grokking", "ablation_data_fraction", "ablation_dropout"):
