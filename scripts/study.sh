@@ -54,4 +54,7 @@ lane() {  # takes the next experiment off the queue until none is left
 }
 lane 1 & lane 2 & wait
 echo "$(date +%T) all done"
+# One model each for add/sub and division, weights only (a few MB), that infer.py loads.
+python -m grok.export results/addsub --trial "op=add,layers=2,p=97,seed=0" --out report/weights/addsub
+python -m grok.export results/division_grokking --trial seed=0 --out report/weights/division_grokking
 python -m plotting.report results/ --out report/
