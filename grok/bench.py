@@ -1,6 +1,6 @@
 """Speed benchmark: the project's training step against a plain reference loop, and Tune's cost.
 
-    python -m grok.bench [--steps N] [--device cpu|cuda] [--skip-tune]
+    python -m grok.bench [--steps N] [--device cpu|cuda] [--skip-tune] [--compile] [--out FILE]
 
 Every figure comes from this one run, on this machine: compare ratios, not absolute rates, across
 machines. The reference loop is a straightforward implementation of the same model
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -202,24 +203,34 @@ def peak_rss_mb(cfg_overrides: list[str], steps: int) -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def tune_figures(steps: int) -> dict[str, float]:
-    """Tune's overhead on one trial, and 2 x 1-CPU trials against 1 x 2-CPU trial."""
+def tune_figures(steps: int, device: torch.device, sharing: int) -> dict[str, float]:
+    """Tune's overhead on one trial; on a CPU, 2 x 1-CPU trials against 1 x 2-CPU trial; on a
+    GPU, `sharing` trials with 1/sharing of the GPU each against 1 trial with all of it."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     from ray import tune
 
     from grok.tune import train_trial
 
+    cuda = device.type == "cuda"
     base = apply_overrides(
-        Config(), {"train.steps": steps, "train.checkpoint_every": steps}, "bench"
+        Config(),
+        {"train.steps": steps, "train.checkpoint_every": steps, "train.device": device.type},
+        "bench",
     )
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=max(2, sharing) if cuda else 2,
+        num_gpus=1 if cuda else 0,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
 
-    def sweep(seeds: list[int], cpus: int, storage: str) -> tuple[float, float]:
+    def sweep(seeds: list[int], cpus: int, storage: str, gpus: float = 0) -> tuple[float, float]:
         """Steps/s of the whole sweep (trial start included), and the first trial's steady
         rate: from its step-0 report to its last, as Tune timed them."""
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, base=base.to_dict()), {"cpu": cpus}
+            tune.with_parameters(train_trial, base=base.to_dict()), {"cpu": cpus, "gpu": gpus}
         )
         tuner = tune.Tuner(
             trainable,
@@ -241,7 +252,7 @@ def tune_figures(steps: int) -> dict[str, float]:
         """Steps/s from building the trainer to the end, and from its step-0 report to its last."""
         torch.set_num_threads(threads)
         start = time.perf_counter()
-        trainer = Trainer(base, "cpu")
+        trainer = Trainer(base, device)
         seen: list[tuple[int, float]] = []
         trainer.fit(lambda event: seen.append((event.step, time.perf_counter())))
         whole = steps / (time.perf_counter() - start)
@@ -250,18 +261,56 @@ def tune_figures(steps: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         bare_1, bare_steady = bare(1)
-        tune_1, tune_steady = sweep([0], 1, tmp)
-        two_by_one, _ = sweep([0, 1], 1, tmp)
-        one_by_two, _ = sweep([0], 2, tmp)
+        if cuda:
+            tune_1, tune_steady = sweep([0], 1, tmp, gpus=1)
+            shared, _ = sweep(list(range(sharing)), 1, tmp, gpus=1 / sharing)
+            together, alone = shared, tune_1
+        else:
+            tune_1, tune_steady = sweep([0], 1, tmp)
+            together, _ = sweep([0, 1], 1, tmp)
+            alone, _ = sweep([0], 2, tmp)
     ray.shutdown()
     return {
-        "bare_1cpu": bare_1,
+        "bare": bare_1,
         "bare_steady": bare_steady,
-        "tune_1cpu": tune_1,
+        "tune": tune_1,
         "tune_steady": tune_steady,
-        "two_1cpu_trials": two_by_one,
-        "one_2cpu_trial": one_by_two,
+        "together": together,
+        "alone": alone,
     }
+
+
+def compiled_step(cfg: Config, device: torch.device, trainer: Trainer, steps: int, rounds: int):
+    """torch.compile'd model (CUDA graphs too, on a GPU): (compile seconds, its step, eager's)."""
+    fast = Trainer(cfg, device)
+    fast.model = torch.compile(
+        fast.model, mode="reduce-overhead" if device.type == "cuda" else None
+    )
+    start = time.perf_counter()
+    for _ in range(3):  # the first calls compile (and record graphs)
+        fast.train_step()
+    sync(device)
+    compile_s = time.perf_counter() - start
+    t = interleaved(
+        {"compiled": fast.train_step, "eager": trainer.train_step}, steps, rounds, device
+    )
+    return compile_s, t["compiled"], t["eager"]
+
+
+def machine(device: torch.device) -> str:
+    """The machine in one line: CPU model and count, and the GPU when one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} CPUs"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-tune", action="store_true", help="leave out the Ray Tune figures")
     ap.add_argument("--run-steps", type=int, default=2000, help="steps of the whole runs compared")
     ap.add_argument("--tune-steps", type=int, default=600, help="steps of each Tune trial")
+    ap.add_argument(
+        "--sharing", type=int, default=4, help="GPU: trials sharing one GPU (gpu: 1/N each)"
+    )
+    ap.add_argument(
+        "--compile", action="store_true", help="also time a torch.compile'd step (slow to build)"
+    )
+    ap.add_argument("--out", help="also write the table to this file, with the date and machine")
     args = ap.parse_args(argv)
+    if args.sharing < 1:
+        ap.error("--sharing must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no GPU is available here")
     torch.set_num_threads(args.threads)
@@ -306,10 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     flops = model_flops(cfg, seq, cols, vocab, batch, project=True)
     ref_flops = model_flops(cfg, seq, cols, vocab, batch, project=False)
 
-    print(
+    head = [
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}: python -m grok.bench "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        f"machine: {machine(device)}",
         f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"x/y mod 97, batch {batch}, model 2x128, 4 heads, d_ff 512"
-    )
+        f"x/y mod 97, batch {batch}, model 2x128, 4 heads, d_ff 512",
+    ]
     rows = [
         (
             "project: training step",
@@ -359,19 +420,32 @@ def main(argv: list[str] | None = None) -> int:
             f"{ref_flops / 1e9:.2f} GFLOP/step",
         ),
     ]
-    if not args.skip_tune and device.type == "cpu":
-        tf = tune_figures(args.tune_steps)
+    if args.compile:
+        compile_s, t_compiled, t_eager = compiled_step(
+            cfg, device, trainer, args.steps, args.rounds
+        )
         rows += [
             (
-                f"bare trial, 1 CPU, {args.tune_steps} steps, start to end",
-                f"{tf['bare_1cpu']:.1f} steps/s",
+                "project: torch.compile'd training step",
+                f"{t_compiled * 1e3:.1f} ms",
+                f"{t_eager / t_compiled:.2f}x eager ({t_eager * 1e3:.1f} ms); "
+                f"{compile_s:.0f} s to compile",
+            )
+        ]
+    if not args.skip_tune:
+        tf = tune_figures(args.tune_steps, device, args.sharing)
+        where = "1 GPU" if device.type == "cuda" else "1 CPU"
+        rows += [
+            (
+                f"bare trial, {where}, {args.tune_steps} steps, start to end",
+                f"{tf['bare']:.1f} steps/s",
                 "data, model and evaluations included",
             ),
             (
                 "the same trial under Ray Tune, start to end",
-                f"{tf['tune_1cpu']:.1f} steps/s",
-                f"overhead {1 - tf['tune_1cpu'] / tf['bare_1cpu']:.1%}: "
-                f"{args.tune_steps / tf['tune_1cpu'] - args.tune_steps / tf['bare_1cpu']:.1f} s "
+                f"{tf['tune']:.1f} steps/s",
+                f"overhead {1 - tf['tune'] / tf['bare']:.1%}: "
+                f"{args.tune_steps / tf['tune'] - args.tune_steps / tf['bare']:.1f} s "
                 "more, mostly the trial's process and imports",
             ),
             (
@@ -384,20 +458,39 @@ def main(argv: list[str] | None = None) -> int:
                 f"{tf['tune_steady']:.1f} steps/s",
                 f"overhead {1 - tf['tune_steady'] / tf['bare_steady']:.1%} once running",
             ),
-            (
-                "2 concurrent 1-CPU trials, total",
-                f"{tf['two_1cpu_trials']:.1f} steps/s",
-                f"{tf['two_1cpu_trials'] / tf['one_2cpu_trial']:.2f}x one 2-CPU trial",
-            ),
-            ("1 trial with 2 CPUs", f"{tf['one_2cpu_trial']:.1f} steps/s", ""),
-            ("peak memory of a trial process", f"{peak_rss_mb([], 200):.0f} MB", ""),
         ]
+        if device.type == "cuda":
+            rows += [
+                (
+                    f"{args.sharing} trials sharing the GPU (gpu 1/{args.sharing}), total",
+                    f"{tf['together']:.1f} steps/s",
+                    f"{tf['together'] / tf['alone']:.2f}x one trial with the whole GPU",
+                ),
+                ("1 trial with the whole GPU", f"{tf['alone']:.1f} steps/s", ""),
+            ]
+        else:
+            rows += [
+                (
+                    "2 concurrent 1-CPU trials, total",
+                    f"{tf['together']:.1f} steps/s",
+                    f"{tf['together'] / tf['alone']:.2f}x one 2-CPU trial",
+                ),
+                ("1 trial with 2 CPUs", f"{tf['alone']:.1f} steps/s", ""),
+            ]
+        rows += [("peak memory of a trial process", f"{peak_rss_mb([], 200):.0f} MB", "")]
     width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>16}  {note}")
-    print(f"project vs reference loop, training step alone: {t['reference'] / t['project']:.2f}x")
+    lines = head + [
+        f"{name.ljust(width)}  {value:>16}  {note}".rstrip() for name, value, note in rows
+    ]
     ratio = reference_wall / project_wall
-    print(f"project vs reference loop: {ratio:.2f}x")
+    lines += [
+        f"project vs reference loop, training step alone: {t['reference'] / t['project']:.2f}x",
+        f"project vs reference loop: {ratio:.2f}x",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(lines) + "\n")
     return 0 if math.isfinite(ratio) else 1
 
 
