@@ -240,3 +240,31 @@ def test_tiny_random_search_is_reproducible_and_plots(tmp_path, ray_address):
     )
     text = report.experiment_section(load(folder), out)
     assert "![rnd search](rnd_search.png)" in text and "best: optim.lr=" in text
+
+
+def test_tiny_asha_search_stops_the_worse_trials_at_its_rungs(tmp_path, ray_address):
+    """ASHA for real: trials behind at a rung (step 20 or 40) stop there, marked `stopped`."""
+    space = {"optim.lr": {"loguniform": [1e-4, 3e-2]}}
+    path = write_experiment(
+        tmp_path / "asha.yaml",
+        "asha",
+        TINY,
+        {"seed": [0]},
+        search={
+            "space": space,
+            "num_samples": 6,
+            "algorithm": "random",
+            "seed": 1,
+            "metric": "val/acc",
+            "mode": "max",
+            "scheduler": {"name": "asha", "grace_period": 20, "reduction_factor": 2},
+        },
+    )
+    results = gtune.build_tuner(load_experiment(path), tmp_path, max_concurrent=2, verbose=0).fit()
+    assert not results.errors
+    finals = {t.name: read_reports(t)[-1] for t in trial_dirs(tmp_path / "asha")}
+    assert len(finals) == 6
+    stopped = [last for last in finals.values() if last["status"] == "stopped"]
+    assert stopped and all(last["step"] in (20, 40) for last in stopped)
+    assert all(last["status"] == "finished" for last in finals.values() if last["step"] == 60)
+    assert any(last["step"] == 60 for last in finals.values())  # the first at a rung goes on
