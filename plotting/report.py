@@ -190,6 +190,26 @@ def final_text(table: pd.DataFrame) -> str:
     )
 
 
+def spikes_text(res: Results, reached: float = 0.99, below: float = 0.9) -> str:
+    """How many runs fell back below `below` train accuracy at an evaluation after first reaching
+    `reached`: the loss spikes (slingshots) of Adam-family training near zero loss."""
+    spiky = []
+    for trial, curve in res.frame.sort_values("step").groupby("trial", sort=False):
+        acc = curve["train/acc"]
+        after = curve[(acc.cummax() >= reached) & (acc < below)]
+        if len(after):
+            first = after.iloc[0]
+            spiky.append(f"`{trial}` ({first['train/acc']:.2f} at step {int(first['step'])})")
+    runs = res.frame["trial"].nunique()
+    text = (
+        f"Spikes: {len(spiky)} of {runs} runs fell back below {below:.0%} train accuracy at an "
+        f"evaluation after first reaching {reached:.0%}"
+    )
+    if not spiky:
+        return text + "."
+    return f"{text}: {', '.join(spiky[:4])}{', ...' if len(spiky) > 4 else '.'}"
+
+
 def budget_text(res: Results) -> str:
     """The run's step budget against its file's and the assignment's, with the full command."""
     cfg = base_config(res)
@@ -262,6 +282,7 @@ def experiment_section(res: Results, out: Path) -> str:
         summary, paths = grok_steps.write(res, out, prefix)
         lines += [f"![{res.name} steps-to-grok]({paths['png'].name})", ""]
         lines += grok_text(summary) + [""]
+        lines += [spikes_text(res), ""]
         lines += [f"Per-trial crossings: `{paths['md'].name}`, `{paths['csv'].name}`.", ""]
         lines += [checkpoint_text(res), ""]
         if weights_text(res, out):

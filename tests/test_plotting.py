@@ -352,6 +352,18 @@ def test_report_states_a_cut_budget_ships_weights_metrics_and_the_discussion(tmp
     assert text.rstrip().endswith("## 8. Discussion\n\nSeeds agree to within 3%.")
 
 
+def test_spikes_count_runs_that_fall_back_after_memorizing(tmp_path):
+    exp = write_experiment(tmp_path, "spiky", {"seed": [0, 1, 2]})
+    late = [0.5] * 11
+    write_trial(exp, {"seed": 0}, [0, 0.99, 1, 0.5, *[1.0] * 7], late)  # spike at step 300
+    write_trial(exp, {"seed": 1}, [0, 0.5, 0.85, 0.89, *[1.0] * 7], late)  # slow, no spike
+    write_trial(exp, {"seed": 2}, [0, 1, 1, 0.95, *[1.0] * 7], late)  # a dip above 90%
+    assert report.spikes_text(load(exp)) == (
+        "Spikes: 1 of 3 runs fell back below 90% train accuracy at an evaluation after first "
+        "reaching 99%: `seed=0` (0.50 at step 300)."
+    )
+
+
 def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
     root = tmp_path / "results"
     wd_experiment(root)
