@@ -187,13 +187,26 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
     read_checkpoint(src)  # refuses a damaged or tampered source before anything is written
     if final.exists() and not (final / MANIFEST).is_file():
         raise CheckpointError(f"{final}: exists and is not a checkpoint; not overwriting it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".weights-", dir=final.parent))
-    for name in WEIGHTS_FILES:
-        shutil.copyfile(src / name, tmp / name)
     step = json.loads((src / MANIFEST).read_text()).get("step")
-    files = {name: _sha256(tmp / name) for name in WEIGHTS_FILES}
-    manifest = {"step": step, "weights_only": True, "source": str(src), "files": files}
+
+    def write(tmp: Path) -> None:
+        for name in WEIGHTS_FILES:
+            shutil.copyfile(src / name, tmp / name)
+
+    extra = {"weights_only": True, "source": str(src)}
+    return _publish_checkpoint(final, WEIGHTS_FILES, step, write, extra)
+
+
+def _publish_checkpoint(
+    final: Path, names: tuple[str, ...], step, write: Callable[[Path], None], extra=None
+) -> Path:
+    """Write a checkpoint folder aside (`write` puts `names` in it), add its manifest, then move it
+    into place, so that `final` is always whole: the old checkpoint or the new one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=final.parent))
+    write(tmp)
+    files = {name: _sha256(tmp / name) for name in names}
+    manifest = {"step": step, **(extra or {}), "files": files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if final.exists():
         shutil.rmtree(final)
@@ -427,18 +440,13 @@ class Trainer:
 
     def save_checkpoint(self, directory: str | Path) -> Path:
         """Write a complete checkpoint folder; it appears whole (written aside, then moved)."""
-        final = Path(directory)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=final.parent))
-        torch.save(self.model.state_dict(), tmp / "model.pt")
-        torch.save(self.state_dict(), tmp / "state.pt")
-        (tmp / "config.yaml").write_text(dump_config(self.cfg))
-        files = {name: _sha256(tmp / name) for name in CHECKPOINT_FILES}
-        (tmp / MANIFEST).write_text(json.dumps({"step": self.step, "files": files}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        return final
+
+        def write(tmp: Path) -> None:
+            torch.save(self.model.state_dict(), tmp / "model.pt")
+            torch.save(self.state_dict(), tmp / "state.pt")
+            (tmp / "config.yaml").write_text(dump_config(self.cfg))
+
+        return _publish_checkpoint(Path(directory), CHECKPOINT_FILES, self.step, write)
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Continue from a checkpoint of the same config: the run goes on as if never stopped."""

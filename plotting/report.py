@@ -262,8 +262,9 @@ def experiment_section(res: Results, out: Path) -> str:
     lines = [f"### {res.name}", ""]
     lines += [INTROS.get(res.name) or res.meta.get("description") or "", ""]
     lines += [f"Experiment file: `{res.source}`. Command: `{res.command}`.", ""]
-    if budget_text(res):
-        lines += [budget_text(res), ""]
+    budget = budget_text(res)
+    if budget:
+        lines += [budget, ""]
     if res.trials.empty or res.frame.empty:
         return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
     lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.folder}`).", ""]
@@ -285,8 +286,9 @@ def experiment_section(res: Results, out: Path) -> str:
         lines += [spikes_text(res), ""]
         lines += [f"Per-trial crossings: `{paths['md'].name}`, `{paths['csv'].name}`.", ""]
         lines += [checkpoint_text(res), ""]
-        if weights_text(res, out):
-            lines += [weights_text(res, out), ""]
+        shipped = weights_text(res, out)
+        if shipped:
+            lines += [shipped, ""]
     else:
         lines += sanity_text(res) + [""]
     return "\n".join(lines)
