@@ -18,6 +18,7 @@ from pathlib import Path
 from grok.cli import Parser, fail
 from grok.config import ConfigError, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
+from grok.resume import repair_state
 from grok.select import best_checkpoint
 from grok.train import build_data
 from plotting import search as psearch
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"--resume: {folder} is not this experiment ({differs}); "
                 "use --fresh to start it anew"
             )
+        unresumable = repair_state(folder)
+        if unresumable:
+            return fail(f"--resume: {unresumable}; use --fresh to start it anew")
     elif existing:
         if not args.fresh:
             return fail(

@@ -24,6 +24,7 @@ from ray.tune.stopper import Stopper
 
 from grok.config import Config, Domain, Experiment, apply_overrides, trial_name
 from grok.metrics import crossing_key
+from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
 from grok.select import EXPERIMENT_FILE
 from grok.train import EvalEvent, Trainer, resolve_device
 
@@ -172,6 +173,29 @@ class MarkStopped(tune.Callback):
             result["status"] = "stopped"
 
 
+class BackUpState(tune.Callback):
+    """After each save of Tune's experiment state, keeps a whole copy of it in
+    `<experiment>/.resume-state/`, so that a driver killed while Tune copies its state into the
+    results folder leaves a sweep `--resume` can still continue (see grok/resume.py)."""
+
+    def __init__(self):
+        self._saved = None  # (mtime, size) of the state last copied
+
+    def on_step_end(self, iteration, trials, **info):
+        if not trials:
+            return
+        storage = trials[0].storage
+        staging = Path(storage.experiment_driver_staging_path)
+        state = newest_state_files(staging).get(EXPERIMENT_STATE)
+        if state is None:
+            return
+        stat = state.stat()
+        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(
+            staging, Path(storage.experiment_fs_path)
+        ):
+            self._saved = (stat.st_mtime_ns, stat.st_size)
+
+
 def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
     """The param space and the TuneConfig arguments of a search."""
     s = exp.search
@@ -215,7 +239,7 @@ def build_tuner(
         ),
         failure_config=tune.FailureConfig(max_failures=exp.tune.get("max_failures", 2)),
         stop=TrainAccStopper(stop["step"], stop["acc"]) if stop else None,
-        callbacks=[MarkStopped()],
+        callbacks=[MarkStopped(), BackUpState()],
         verbose=verbose,
     )
     if exp.search:
@@ -234,7 +258,8 @@ def build_tuner(
 
 
 def restore_tuner(exp: Experiment, folder: Path) -> tune.Tuner:
-    """Continue a sweep: unfinished and errored trials resume from their last checkpoints."""
+    """Continue a sweep: unfinished and errored trials resume from their last checkpoints.
+    The folder's Tune state must be whole (`grok.resume.repair_state` makes it so)."""
     return tune.Tuner.restore(
         str(folder.resolve()),
         trainable=make_trainable(exp),

@@ -19,6 +19,7 @@ from conftest import ROOT, TINY, run_cli, write_experiment
 import tune_main
 from grok import tune as gtune
 from grok.config import ConfigError, load_experiment
+from grok.resume import BACKUP
 from grok.select import find_checkpoint, read_reports, trial_dirs
 from grok.train import MANIFEST
 
@@ -299,7 +300,7 @@ def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
     deadline = time.time() + 120
     while time.time() < deadline:
         done = [t for t in (folder.glob("seed=*")) if list(t.glob("checkpoint_*"))]
-        if len(done) == 2:
+        if len(done) == 2 and list((folder / BACKUP).glob("experiment_state-*.json")):
             break
         time.sleep(0.2)
     time.sleep(1.0)
@@ -307,6 +308,9 @@ def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
     driver.wait()
     unfinished = [t.name for t in trial_dirs(folder) if read_reports(t)[-1]["status"] != "finished"]
     assert unfinished, "the sweep finished before it could be killed; make it longer"
+    # The worst moment to die: while Tune was copying its state into the folder, cut off.
+    state = max(folder.glob("experiment_state-*.json"))
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
 
     resumed = run_cli(
         "tune_main.py",
