@@ -368,7 +368,8 @@ def build(root: Path, out: Path) -> Path:
         "Each section names its experiment file and the command that ran it; `bash "
         "scripts/study.sh` runs them all with these budgets (two at a time on one local Ray "
         "head, hence `--address auto --max-concurrent 1`, which change no number: every trial "
-        "is seeded and runs on one thread) and rebuilds this report.",
+        "is seeded and runs on one thread) and rebuilds this report. The search is the "
+        "exception: the points it samples depend on the order its results come back.",
         "",
     ]
     parts = list(PARTS) + [("7. Other experiments", tuple(extra))]
