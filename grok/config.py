@@ -112,6 +112,9 @@ class StopConfig:
     threshold: float = field(default=0.99, metadata=_range(0, 1, lo_open=True))
     # Stop this many steps after test accuracy first reaches `threshold`; None: never.
     after_grok_steps: int | None = field(default=None, metadata=_range(0))
+    # Stop only at an evaluation where train and test accuracy are both at `threshold`: a run in
+    # a loss spike when its steps are up goes on until it has recovered (or its budget ends).
+    settled: bool = False
 
 
 @dataclass
@@ -302,6 +305,8 @@ def validate(cfg: Config, source: str = "config") -> None:
             fail("task.separator", "must be a non-empty string or null")
     if cfg.eval.min_every > cfg.eval.max_every:
         fail("eval.min_every", f"{cfg.eval.min_every} exceeds eval.max_every {cfg.eval.max_every}")
+    if cfg.stop.settled and cfg.stop.after_grok_steps is None:
+        fail("stop.settled", "only used with stop.after_grok_steps (a number of steps)")
 
 
 # ---------------------------------------------------------------- overrides

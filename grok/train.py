@@ -75,14 +75,31 @@ def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
 
 
 def next_eval_step(cfg: Config, step: int, grok_step: int | None = None) -> int:
-    """Dense early, sparse later; always at checkpoints, the stop step and the budget."""
+    """Dense early, sparse later; always at checkpoints, the stop step and the budget. Past the
+    stop step (a `stop.settled` run waiting for a spike to pass), every `eval.min_every` steps."""
     e = cfg.eval
     interval = min(e.max_every, max(e.min_every, int(e.rel_every * step)))
     every = cfg.train.checkpoint_every
-    candidates = [step + interval, (step // every + 1) * every, cfg.train.steps]
+    candidates = [(step // every + 1) * every, cfg.train.steps]
     if grok_step is not None and cfg.stop.after_grok_steps is not None:
-        candidates.append(grok_step + cfg.stop.after_grok_steps)
-    return max(step + 1, min(candidates))
+        stop_at = grok_step + cfg.stop.after_grok_steps
+        if stop_at > step:
+            candidates.append(stop_at)
+        else:
+            interval = e.min_every
+    return max(step + 1, min(step + interval, *candidates))
+
+
+def stop_status(cfg: Config, step: int, grok_step: int | None, metrics: dict) -> str:
+    """A run's status after the evaluation at `step`: `running` unless a stop applies."""
+    s = cfg.stop
+    if not math.isfinite(metrics["train/loss"]):
+        return "diverged"
+    if s.after_grok_steps is not None and grok_step is not None:
+        settled = all(reached(metrics[k], s.threshold) for k in ("train/acc", "test/acc"))
+        if step >= grok_step + s.after_grok_steps and (settled or not s.settled):
+            return "grokked"
+    return "finished" if step >= cfg.train.steps else "running"
 
 
 def snapshot_gap(cfg: Config, step: int) -> int:
@@ -383,18 +400,11 @@ class Trainer:
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
             self.grok_step = self.first_reached("test/acc", self.cfg.stop.threshold)
         self._snapshots, self._snapshot_accs = [], {}
-        after = self.cfg.stop.after_grok_steps
-        if not math.isfinite(metrics["train/loss"]):
-            self.status = "diverged"
+        self.status = stop_status(self.cfg, self.step, self.grok_step, metrics)
+        if self.status == "diverged":
             log.warning(
                 "training loss is %s at step %d: stopping", metrics["train/loss"], self.step
             )
-        elif (
-            after is not None and self.grok_step is not None and self.step >= self.grok_step + after
-        ):
-            self.status = "grokked"
-        elif self.step >= self.cfg.train.steps:
-            self.status = "finished"
         metrics["status"] = self.status
         final = self.status != "running"
         due = final or (self.step > 0 and self.step % self.cfg.train.checkpoint_every == 0)

@@ -112,6 +112,11 @@ BAD = {
         [],
         ["task.train_fraction", "leaves no test split"],
     ),
+    "settled without a stop": (
+        "config: {stop: {settled: true}}\n",
+        [],
+        ["stop.settled", "stop.after_grok_steps"],
+    ),
     "set without =": ("config: {}\n", ["optim.lr"], ["--set 'optim.lr'", "dotted.key=value"]),
     "set of unknown key": ("config: {}\n", ["optim.lrr=1"], ["unknown key 'optim.lrr'"]),
     "set of wrong type": ("config: {}\n", ["train.steps=many"], ["train.steps", "wrong type"]),

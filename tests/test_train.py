@@ -27,7 +27,9 @@ from grok.train import (
     export_weights,
     load_model,
     lr_at,
+    next_eval_step,
     read_checkpoint,
+    stop_status,
 )
 
 METRICS = (
@@ -209,6 +211,44 @@ def test_run_stops_the_given_steps_after_test_accuracy_reaches_the_threshold(tmp
     assert all(m["test/acc"] < 0.99 for m in seen if m["step"] < grok)
     assert seen[-1]["step"] == trainer.step == grok + 7 < 400
     assert seen[-1]["status"] == trainer.status == "grokked"
+
+
+def test_a_settled_stop_waits_for_a_spike_to_pass():
+    """Grokked at 100, 50 steps to wait: a run in a spike at step 150 stops only once train and
+    test accuracy are both back at the threshold, or at its budget."""
+    rule = {"train.steps": 400, "stop.after_grok_steps": 50}
+    plain, settled = tiny(rule), tiny({**rule, "stop.settled": True})
+
+    def status(cfg, step, train, test):
+        return stop_status(
+            cfg, step, 100, {"train/loss": 0.1, "train/acc": train, "test/acc": test}
+        )
+
+    assert status(plain, 150, 0.40, 0.99) == "grokked"  # the plain rule ends it in the spike
+    assert status(settled, 150, 0.40, 0.99) == "running"
+    assert status(settled, 150, 1.00, 0.70) == "running"
+    assert status(settled, 140, 1.00, 1.00) == "running"  # its steps are not up yet
+    assert status(settled, 170, 1.00, 0.99) == "grokked"
+    assert status(settled, 400, 0.40, 0.50) == "finished"
+    assert stop_status(
+        settled, 170, 100, {"train/loss": math.nan, "train/acc": 1, "test/acc": 1}
+    ) == ("diverged")
+
+
+def test_evaluations_land_on_the_stop_step_then_come_often_while_a_settled_run_waits():
+    cfg = tiny(
+        {"train.steps": 5000, "train.checkpoint_every": 1000, "stop.after_grok_steps": 50}
+        | {
+            "stop.settled": True,
+            "eval.min_every": 20,
+            "eval.max_every": 1000,
+            "eval.rel_every": 0.1,
+        }
+    )
+    assert next_eval_step(cfg, 900) == 990  # 10% of the step
+    assert next_eval_step(cfg, 900, grok_step=880) == 930  # the stop step comes first
+    assert next_eval_step(cfg, 930, grok_step=880) == 950  # waiting: every eval.min_every
+    assert next_eval_step(cfg, 990, grok_step=880) == 1000  # a checkpoint still comes first
 
 
 def test_without_the_stop_rule_the_run_uses_its_whole_budget(tmp_path):
