@@ -23,7 +23,7 @@ QUEUE=(
   "experiments/sanity_memorize.yaml"
   "experiments/sanity_mask3.yaml"
   "experiments/division_grokking.yaml --set train.steps=3000"
-  "experiments/addsub.yaml --set train.steps=2500 --set stop.after_grok_steps=200"
+  "experiments/addsub.yaml --set train.steps=2500 --set stop.after_grok_steps=200 --set stop.settled=true"
   "experiments/ablation_wd.yaml $ABL"
   "experiments/ablation_data_fraction.yaml $ABL"
   "experiments/ablation_dropout.yaml $ABL"
