@@ -300,7 +300,8 @@ def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
     deadline = time.time() + 120
     while time.time() < deadline:
         done = [t for t in (folder.glob("seed=*")) if list(t.glob("checkpoint_*"))]
-        if len(done) == 2 and list((folder / BACKUP).glob("experiment_state-*.json")):
+        saved = [folder.glob("experiment_state-*.json"), (folder / BACKUP).glob("experiment_*")]
+        if len(done) == 2 and all(list(files) for files in saved):
             break
         time.sleep(0.2)
     time.sleep(1.0)
