@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
+from grok.checkpoint import CheckpointError, load_model
 from grok.cli import Parser, fail
 from grok.config import ConfigError
 from grok.inference import complete, evaluate_splits
-from grok.select import SelectionError, find_checkpoint
-from grok.train import CheckpointError, load_model
+from grok.results import SelectionError, find_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

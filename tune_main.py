@@ -10,31 +10,22 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import shutil
 import sys
-import time
 from pathlib import Path
 
-from grok.cli import Parser, fail
-from grok.config import ConfigError, Experiment, load_experiment, trial_name
+from grok.cli import Parser, add_experiment, fail
+from grok.experiment import Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
-from grok.resume import repair_state
-from grok.select import best_checkpoint
-from grok.train import build_data
+from grok.results import best_checkpoint
+from grok.schema import ConfigError
+from grok.train import check_data
 from plotting import search as psearch
 from plotting.results import load
 
 
 def parse_args(argv):
     ap = Parser(description="Run an experiment file as a Ray Tune sweep.")
-    ap.add_argument("experiment", help="experiment YAML file (see experiments/)")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting for every trial, e.g. --set train.steps=5000",
-    )
+    add_experiment(ap, "experiment YAML file (see experiments/)", " for every trial")
     ap.add_argument("--address", help="join a running Ray cluster ('auto', or host:port)")
     ap.add_argument("--storage", default="results", help="results root (default: results/)")
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
@@ -57,16 +48,6 @@ def parse_args(argv):
     return args
 
 
-def check_data(configs) -> None:
-    """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
-    seen = set()
-    for cfg in configs:
-        key = repr((cfg.task, cfg.model.max_len))
-        if key not in seen:
-            seen.add(key)
-            build_data(cfg)
-
-
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -87,7 +68,7 @@ def describe_search(exp: Experiment) -> None:
     budget = exp.base.train.steps
     print(f"  {s.num_samples} sampled points x {points} grid point(s) ({grid}) = {exp.num_trials}")
     seeded = "TPE, seed" if s.algorithm == "optuna" else "Tune's random search, seed"
-    at_once = exp.tune.get("max_concurrent")
+    at_once = exp.tune.max_concurrent
     at_once = f", at most {at_once} trials at once" if at_once else ""
     print(f"  algorithm: {s.algorithm} ({seeded} {s.seed}){at_once}")
     print(f"  metric: {s.metric} ({s.mode}), each point's mean over its grid points")
@@ -101,19 +82,19 @@ def describe_search(exp: Experiment) -> None:
     for key, domain in s.space.items():
         print(f"    {key.ljust(width)}  {domain}")
     if s.scheduler:
-        grace, factor = s.scheduler["grace_period"], s.scheduler["reduction_factor"]
-        rungs = [grace * factor**k for k in range(64) if grace * factor**k < budget]
+        rungs = ", ".join(map(str, s.scheduler.rungs(budget)))
         print(
-            f"  scheduler: asha on {s.metric}: at steps {', '.join(map(str, rungs))} all but "
-            f"the best 1/{factor} of trials stop (risky for grokking: see the README)"
+            f"  scheduler: asha on {s.metric}: at steps {rungs} all but the best "
+            f"1/{s.scheduler.reduction_factor} of trials stop (risky for grokking: see "
+            "docs/search.md)"
         )
     else:
         print("  scheduler: none (every trial runs to its own stop)")
     if s.stop_if_train_below:
         stop = s.stop_if_train_below
         print(
-            f"  stopper: a trial whose train accuracy has not reached {stop['acc']:.0%} by step "
-            f"{stop['step']} is stopped"
+            f"  stopper: a trial whose train accuracy has not reached {stop.acc:.0%} by step "
+            f"{stop.step} is stopped"
         )
     after = exp.base.stop.after_grok_steps
     threshold = f"{exp.base.stop.threshold:.0%}"
@@ -121,18 +102,13 @@ def describe_search(exp: Experiment) -> None:
     print(f"  each trial's own stop (stop.after_grok_steps): {own}; budget {budget} steps")
 
 
-def summarize(results, metric: str, folder: Path) -> int:
-    """One line per trial; returns the number of errored trials."""
-    errored = 0
+def summarize(results, metric: str, folder: Path) -> None:
+    """One line per trial."""
     rows = []
     for result in results:
         path = Path(result.path)
         m = result.metrics or {}
-        if result.error is not None:
-            errored += 1
-            status = "ERROR"
-        else:
-            status = m.get("status", "?")
+        status = "ERROR" if result.error is not None else m.get("status", "?")
         best = best_checkpoint(path, metric, "max")
         grok = m.get("grok/test_acc_99_step")
         rows.append(
@@ -148,7 +124,6 @@ def summarize(results, metric: str, folder: Path) -> int:
     header = ("trial", "status", "train acc", "test acc", "test 99% at", "best checkpoint")
     print_table(header, rows)
     print(f"results: {folder}")
-    return errored
 
 
 def summarize_search(folder: Path) -> None:
@@ -165,94 +140,65 @@ def summarize_search(folder: Path) -> None:
     print(psearch.best_text(res, ranked))
 
 
+def dry_run(exp: Experiment) -> None:
+    """The trials a sweep would run, without running them."""
+    n = exp.num_trials
+    print(
+        f"{exp.name}: {n} trial{'s' * (n != 1)}"
+        f" ({exp.resources.cpu:g} cpu, {exp.resources.gpu:g} gpu each)"
+    )
+    if exp.search:
+        describe_search(exp)
+        return
+    for values, _ in exp.trials():
+        shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "(no varying values)"
+        print(f"  {trial_name(values)}: {shown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         exp = load_experiment(args.experiment, args.set)
-        trials = exp.trials()
         check_data(exp.edges())
     except ConfigError as err:
         return fail(err)
     if args.dry_run:
-        n = exp.num_trials
-        print(
-            f"{exp.name}: {n} trial{'s' * (n != 1)}"
-            f" ({exp.resources['cpu']:g} cpu, {exp.resources['gpu']:g} gpu each)"
-        )
-        if exp.search:
-            describe_search(exp)
-            return 0
-        for values, _ in trials:
-            shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "(no varying values)"
-            print(f"  {trial_name(values)}: {shown}")
+        dry_run(exp)
         return 0
 
-    folder = Path(args.storage) / exp.name
-    existing = folder.exists() and any(folder.iterdir())
-    from grok import tune as gtune  # Ray is imported only once a sweep will run
+    from grok import sweep  # Ray is imported only once a sweep will run
 
-    if args.resume:
-        if not existing:
-            return fail(f"--resume: {folder} does not exist; run without --resume to start it")
-        differs = gtune.same_experiment(folder, exp)
-        if differs:
-            return fail(
-                f"--resume: {folder} is not this experiment ({differs}); "
-                "use --fresh to start it anew"
-            )
-        unresumable = repair_state(folder)
-        if unresumable:
-            return fail(f"--resume: {unresumable}; use --fresh to start it anew")
-    elif existing:
-        if not args.fresh:
-            return fail(
-                f"{folder} already holds results; --resume continues them, "
-                "--fresh moves them aside and starts again"
-            )
-        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(str(folder), aside)
-        print(f"moved the earlier results to {aside}")
-
-    import ray
-
-    # Trials print nothing of their own (their metrics reach Tune's table), so worker output
-    # is not forwarded: it would only repeat Ray's checkpoint notices.
-    if args.address:
-        ctx = ray.init(address=args.address, log_to_driver=False)
-    else:
-        ctx = ray.init(
-            address="local",  # a new local cluster, never one a `ray start` left running
-            include_dashboard=True,
-            dashboard_host=args.dashboard_host,
-            log_to_driver=False,
-        )
-    if ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}")
-    cpus = ray.cluster_resources().get("CPU", 0)
+    storage = Path(args.storage)
+    folder = storage / exp.name
+    try:
+        moved = sweep.prepare_folder(folder, exp, args.resume, args.fresh)
+    except sweep.SweepError as err:
+        return fail(err)
+    if moved:
+        print(moved)
+    cluster = sweep.start_ray(args.address, args.dashboard_host)
+    if cluster.dashboard_url:
+        print(f"Ray dashboard: http://{cluster.dashboard_url}")
     print(
-        f"{exp.name}: {exp.num_trials} trials on a cluster with {cpus:g} CPUs; results in {folder}",
+        f"{exp.name}: {exp.num_trials} trials on a cluster with {cluster.cpus:g} CPUs; "
+        f"results in {folder}",
         flush=True,
     )
+    command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
     try:
-        if args.resume:
-            tuner = gtune.restore_tuner(exp, folder)
-        else:
-            command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
-            gtune.write_record(exp, folder, command)
-            tuner = gtune.build_tuner(exp, Path(args.storage), args.max_concurrent)
-        results = tuner.fit()
+        results = sweep.run(exp, storage, args.resume, command, args.max_concurrent)
     except KeyboardInterrupt:
         print(
             f"interrupted; continue with: python tune_main.py {args.experiment} --resume",
             file=sys.stderr,
         )
         return 130
-    errored = summarize(results, gtune.score_metric(exp), folder)
+    summarize(results, exp.score_metric, folder)
     if exp.search:
         summarize_search(folder)
-    if errored:
+    if results.errors:
         print(
-            f"{errored} trial(s) errored; see error.txt in their folders. "
+            f"{len(results.errors)} trial(s) errored; see error.txt in their folders. "
             f"`--resume` retries them from their last checkpoints.",
             file=sys.stderr,
         )

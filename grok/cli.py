@@ -14,6 +14,18 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def add_experiment(ap: argparse.ArgumentParser, experiment_help: str, set_help: str) -> None:
+    """The arguments every command that reads an experiment file takes: the file, and --set."""
+    ap.add_argument("experiment", help=experiment_help)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting{set_help}, e.g. --set train.steps=5000 (repeatable)",
+    )
+
+
 def fail(message: object) -> int:
     """Print a user's mistake as one line; the exit status to return."""
     print(f"error: {message}", file=sys.stderr)

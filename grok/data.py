@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from grok.cli import Parser, fail
-from grok.config import ConfigError, TaskConfig, load_experiment, trial_name
+from grok.config import ConfigError, TaskConfig
+from grok.experiment import load_experiment, trial_name
 from grok.tokenizer import Tokenizer, build_tokenizer
 
 IGNORE = -100  # target value that the loss and accuracy skip

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from grok.checkpoint import CheckpointError, export_weights
 from grok.cli import Parser, fail
-from grok.select import SelectionError, find_checkpoint
-from grok.train import CheckpointError, export_weights
+from grok.results import SelectionError, find_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,3 +101,13 @@ class CrossingTracker:
                 self.first[crossing_key("train/acc", t)], self.first[crossing_key("test/acc", t)]
             )
         return out
+
+
+def score_metric(has_val_split: bool) -> str:
+    """What ranks a sweep's checkpoints and trials: val/acc, or train/acc without a val split."""
+    return "val/acc" if has_val_split else "train/acc"
+
+
+def direction(metric: str) -> str:
+    """Whether a metric is better high ('max': accuracies) or low ('min': losses, steps)."""
+    return "max" if metric.endswith("acc") else "min"

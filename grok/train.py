@@ -1,20 +1,16 @@
 """The training loop: one config in, metrics at each evaluation, checkpoints that resume exactly.
 
-`python -m grok.train EXPERIMENT.yaml [--set k=v ...] [--out DIR]` runs one config without Ray.
-The `Trainer` knows nothing of Ray: the Tune adapter passes a callback to `fit`.
+The `Trainer` knows nothing of Ray: the Tune adapter (grok/tune.py) and the run without Ray
+(grok/run.py, `python -m grok.train EXPERIMENT.yaml`) pass a callback to `fit`. The checkpoint
+folder's format is grok/checkpoint.py's.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import math
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,23 +20,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grok.cli import Parser, fail
-from grok.config import Config, ConfigError, dump_config, load_config, load_experiment, trial_name
+from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
+from grok.config import Config, dump_config
 from grok.data import IGNORE, SPLITS, Split, build_splits
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
+from grok.schema import ConfigError
 from grok.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILES = ("model.pt", "state.pt", "config.yaml")
-WEIGHTS_FILES = ("model.pt", "config.yaml")  # a weights-only checkpoint: inference, no resume
-MANIFEST = "manifest.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that is missing, partial or not what it claims to be."""
 
 
 @dataclass
@@ -48,7 +37,7 @@ class EvalEvent:
     """What the trainer hands its callback at each evaluation."""
 
     step: int
-    metrics: dict  # the metric names of ARCHITECTURE.md
+    metrics: dict  # the metric names of docs/architecture.md
     checkpoint_due: bool  # every train.checkpoint_every steps, and at the end
     final: bool
     trainer: Trainer
@@ -72,6 +61,16 @@ def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
     if longest > cfg.model.max_len:
         raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
     return splits
+
+
+def check_data(configs: list[Config]) -> None:
+    """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
+    seen = set()
+    for cfg in configs:
+        key = repr((cfg.task, cfg.model.max_len))
+        if key not in seen:
+            seen.add(key)
+            build_data(cfg)
 
 
 def next_eval_step(cfg: Config, step: int, grok_step: int | None = None) -> int:
@@ -158,90 +157,6 @@ def _to(value, device: torch.device):
     if isinstance(value, list):
         return [_to(v, device) for v in value]
     return value
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict | None]:
-    """Check and load a checkpoint folder: (config, model state_dict, training state); the
-    training state is None for a weights-only checkpoint (see `export_weights`)."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise CheckpointError(f"{d}: no such checkpoint folder")
-    if not (d / MANIFEST).is_file():
-        raise CheckpointError(f"{d}: not a complete checkpoint (no {MANIFEST}; partly written?)")
-    try:
-        manifest = json.loads((d / MANIFEST).read_text())
-        files = dict(manifest["files"])
-        weights_only = bool(manifest.get("weights_only", False))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise CheckpointError(f"{d}/{MANIFEST}: unreadable manifest") from None
-    for name in WEIGHTS_FILES if weights_only else CHECKPOINT_FILES:
-        if not (d / name).is_file():
-            raise CheckpointError(f"{d}: checkpoint is missing {name}")
-        if files.get(name) != _sha256(d / name):
-            raise CheckpointError(f"{d}/{name}: contents do not match the manifest (changed?)")
-    try:
-        cfg = load_config(d / "config.yaml")
-    except ConfigError as err:
-        raise CheckpointError(str(err)) from None
-    try:
-        weights = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
-        state = None
-        if not weights_only:
-            state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses anything but tensors and plain data
-        raise CheckpointError(f"{d}: cannot load safely: {str(err).splitlines()[0]}") from None
-    return cfg, weights, state
-
-
-def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
-    """Copy a checkpoint's weights and config, checked, into `out` as a weights-only checkpoint:
-    what inference needs (about a third of the size: no optimizer state), not a resume point."""
-    src, final = Path(checkpoint), Path(out)
-    read_checkpoint(src)  # refuses a damaged or tampered source before anything is written
-    if final.exists() and not (final / MANIFEST).is_file():
-        raise CheckpointError(f"{final}: exists and is not a checkpoint; not overwriting it")
-    step = json.loads((src / MANIFEST).read_text()).get("step")
-
-    def write(tmp: Path) -> None:
-        for name in WEIGHTS_FILES:
-            shutil.copyfile(src / name, tmp / name)
-
-    extra = {"weights_only": True, "source": str(src)}
-    return _publish_checkpoint(final, WEIGHTS_FILES, step, write, extra)
-
-
-def _publish_checkpoint(
-    final: Path, names: tuple[str, ...], step, write: Callable[[Path], None], extra=None
-) -> Path:
-    """Write a checkpoint folder aside (`write` puts `names` in it), add its manifest, then move it
-    into place, so that `final` is always whole: the old checkpoint or the new one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=final.parent))
-    write(tmp)
-    files = {name: _sha256(tmp / name) for name in names}
-    manifest = {"step": step, **(extra or {}), "files": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
-
-
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Config]:
-    """The model and config of a checkpoint, ready for inference."""
-    cfg, weights, _ = read_checkpoint(directory)
-    model = GPT(cfg.model, build_tokenizer(cfg.task).vocab_size)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError:
-        raise CheckpointError(
-            f"{directory}: weights do not fit the model its config describes"
-        ) from None
-    return model.to(device).eval(), cfg
 
 
 class Trainer:
@@ -456,7 +371,7 @@ class Trainer:
             torch.save(self.state_dict(), tmp / "state.pt")
             (tmp / "config.yaml").write_text(dump_config(self.cfg))
 
-        return _publish_checkpoint(Path(directory), CHECKPOINT_FILES, self.step, write)
+        return publish(Path(directory), CHECKPOINT_FILES, self.step, write)
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Continue from a checkpoint of the same config: the run goes on as if never stopped."""
@@ -483,115 +398,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
 
-# ---------------------------------------------------------------- command line
+if __name__ == "__main__":  # `python -m grok.train`: the command line of grok/run.py
+    from grok.run import main
 
-
-def pick_trial(exp, which: str | None) -> tuple[str, Config]:
-    """The one config of an experiment file to run alone: the only grid point, or the named one."""
-    trials = exp.trials()
-    names = [trial_name(values) for values, _ in trials]
-    if which is None:
-        if len(trials) > 1:
-            raise ConfigError(
-                f"{exp.source}: the grid has {len(trials)} points; choose one with --trial "
-                f"(a name such as {names[0]!r} or an index 0..{len(trials) - 1}), "
-                "or run the whole grid with tune_main.py"
-            )
-        return names[0], trials[0][1]
-    if which.isdigit() and int(which) < len(trials):
-        return names[int(which)], trials[int(which)][1]
-    if which in names:
-        return which, trials[names.index(which)][1]
-    raise ConfigError(
-        f"--trial {which!r}: not in the grid; allowed: {', '.join(names)} or an index"
-    )
-
-
-class RunWriter:
-    """The callback of a run without Ray: metrics.csv, and the latest checkpoint under out/."""
-
-    def __init__(self, out: Path, resume: bool):
-        self.out = out
-        self.csv_path = out / "metrics.csv"
-        self.fields: list[str] | None = None
-        self.last_print = 0.0
-        if resume and self.csv_path.exists():
-            with open(self.csv_path) as f:
-                self.fields = next(csv.reader(f), None)
-
-    def __call__(self, event: EvalEvent) -> None:
-        m = event.metrics
-        if self.fields is None:
-            self.fields = list(m)
-            with open(self.csv_path, "w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-        with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerow(["" if m.get(k) is None else m.get(k) for k in self.fields])
-        if event.checkpoint_due:
-            event.save(self.out / "checkpoint")
-        now = time.monotonic()
-        if event.final or now - self.last_print > 2 or event.step == 0:
-            self.last_print = now
-            print(
-                f"step {event.step:>7d}  train loss {m['train/loss']:.4f} acc {m['train/acc']:.3f}"
-                f"  val acc {m['val/acc']:.3f}  test acc {m['test/acc']:.3f}"
-                f"  {m['steps_per_s']:.1f} steps/s  {m['status']}",
-                flush=True,
-            )
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = Parser(description="Train one config of an experiment file, without Ray.")
-    ap.add_argument("experiment", help="experiment YAML file")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set train.steps=5000 (repeatable)",
-    )
-    ap.add_argument("--trial", help="grid point to run (name or index) when the grid has several")
-    ap.add_argument("--out", help="output folder (default runs/<name>[/<trial>])")
-    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        exp = load_experiment(args.experiment, args.set)
-        name, cfg = pick_trial(exp, args.trial)
-        out = (
-            Path(args.out)
-            if args.out
-            else Path("runs") / exp.name / (name if len(exp.trials()) > 1 else "")
-        )
-        if not args.resume and (out / "checkpoint").exists():
-            raise ConfigError(
-                f"{out}: holds an earlier run; pass --resume to continue it, "
-                "or choose another --out"
-            )
-        trainer = Trainer(cfg)
-        if args.resume:
-            if not (out / "checkpoint").exists():
-                raise ConfigError(f"--resume: {out}/checkpoint does not exist")
-            trainer.load_checkpoint(out / "checkpoint")
-    except (ConfigError, CheckpointError) as err:
-        return fail(err)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg))
-    if exp.search:
-        print(f"{exp.name}: the search section is for tune_main.py; this runs its base config")
-    print(
-        f"{exp.name}: {sum(p.numel() for p in trainer.model.parameters())} parameters, "
-        f"{len(trainer.splits['train'])} training examples, batch {trainer.batch_size}, "
-        f"device {trainer.device}; writing to {out}"
-    )
-    final = trainer.fit(RunWriter(out, args.resume))
-    print(
-        f"done: {final.get('status', trainer.status)} at step {trainer.step}; "
-        f"test acc 99% at step {final.get('grok/test_acc_99_step')}; "
-        f"checkpoint {out / 'checkpoint'}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

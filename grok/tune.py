@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, Repeater
@@ -22,10 +21,11 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 from ray.tune.stopper import Stopper
 
-from grok.config import Config, Domain, Experiment, apply_overrides, trial_name
+from grok.config import Config, apply_overrides
+from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
-from grok.select import EXPERIMENT_FILE
+from grok.search import Domain
 from grok.train import EvalEvent, Trainer, resolve_device
 
 
@@ -63,45 +63,9 @@ def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     trainer.fit(report)
 
 
-def score_metric(exp: Experiment) -> str:
-    """What ranks checkpoints and trials: val/acc, or train/acc when there is no val split."""
-    return "val/acc" if exp.base.task.val_fraction > 0 else "train/acc"
-
-
-def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
-    """What experiment.yaml holds: enough to tell whether a folder is this experiment."""
-    return {
-        "name": exp.name,
-        "command": command,
-        "metric": score_metric(exp),  # what ranks checkpoints and trials
-        "description": exp.description,
-        "source": exp.source,
-        "grid": exp.grid,
-        "resources": exp.resources,
-        "tune": exp.tune,
-        "search": exp.search.to_record() if exp.search else None,
-        "config": exp.base.to_dict(),
-    }
-
-
-def same_experiment(folder: Path, exp: Experiment) -> str | None:
-    """None if `folder` was made by `exp`; else what differs."""
-    path = folder / EXPERIMENT_FILE
-    if not path.is_file():
-        return f"{folder} has no {EXPERIMENT_FILE}"
-    old = yaml.safe_load(path.read_text()) or {}
-    new = experiment_record(exp)
-    for key in ("grid", "search", "config"):
-        if old.get(key) != new[key]:
-            return f"its {key} differs from {exp.source}'s"
-    return None
-
-
 def make_trainable(exp: Experiment):
     trainable = tune.with_parameters(train_trial, base=exp.base.to_dict())
-    return tune.with_resources(
-        trainable, {"cpu": exp.resources["cpu"], "gpu": exp.resources["gpu"]}
-    )
+    return tune.with_resources(trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
 
 
 def _dirname_creator(exp: Experiment):
@@ -217,8 +181,8 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
         args["scheduler"] = ASHAScheduler(
             time_attr="step",
             max_t=exp.base.train.steps,
-            grace_period=s.scheduler["grace_period"],
-            reduction_factor=s.scheduler["reduction_factor"],
+            grace_period=s.scheduler.grace_period,
+            reduction_factor=s.scheduler.reduction_factor,
         )
     return space, args
 
@@ -226,19 +190,18 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
 def build_tuner(
     exp: Experiment, storage: Path, max_concurrent: int | None = None, verbose: int = 1
 ) -> tune.Tuner:
-    metric = score_metric(exp)
-    max_concurrent = max_concurrent or exp.tune.get("max_concurrent")
+    max_concurrent = max_concurrent or exp.tune.max_concurrent
     stop = exp.search.stop_if_train_below if exp.search else None
     run_config = tune.RunConfig(
         name=exp.name,
         storage_path=str(storage.resolve()),
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=exp.tune.get("num_to_keep", 2),
-            checkpoint_score_attribute=metric,
+            num_to_keep=exp.tune.num_to_keep,
+            checkpoint_score_attribute=exp.score_metric,
             checkpoint_score_order="max",
         ),
-        failure_config=tune.FailureConfig(max_failures=exp.tune.get("max_failures", 2)),
-        stop=TrainAccStopper(stop["step"], stop["acc"]) if stop else None,
+        failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
+        stop=TrainAccStopper(stop.step, stop.acc) if stop else None,
         callbacks=[MarkStopped(), BackUpState()],
         verbose=verbose,
     )
@@ -266,9 +229,3 @@ def restore_tuner(exp: Experiment, folder: Path) -> tune.Tuner:
         resume_unfinished=True,
         resume_errored=True,
     )
-
-
-def write_record(exp: Experiment, folder: Path, command: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    record = experiment_record(exp, command)
-    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))

@@ -9,27 +9,20 @@ output folder when there is one. A missing experiment is named, with the command
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
+from grok.checkpoint import is_checkpoint, read_manifest
 from grok.cli import Parser, fail
-from grok.config import (
-    Config,
-    ConfigError,
-    TaskConfig,
-    apply_overrides,
-    load_config,
-    load_experiment,
-)
-from grok.data import SPLITS, build_splits, describe
-from grok.select import EXPERIMENT_FILE
-from grok.train import MANIFEST
+from grok.config import Config, ConfigError, TaskConfig, apply_overrides, load_config
+from grok.experiment import load_experiment
+from grok.metrics import score_metric
+from grok.results import EXPERIMENT_FILE, SelectionError, find_checkpoint, is_experiment
 from plotting import curves, grok_steps, search, tables
-from plotting.results import NotAnExperiment, Results, is_experiment, load
+from plotting.results import NotAnExperiment, Results, load
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
 
 DATA = "data"  # the data-and-splits section, between the sanity checks and add/sub
@@ -113,12 +106,11 @@ def base_config(res: Results) -> Config | None:
 
 def generated_text(res: Results, task: TaskConfig) -> str:
     """What the best checkpoint of a text task generates from the unmasked prefix."""
+    from grok.checkpoint import CheckpointError, load_model
     from grok.inference import complete  # torch: loaded only when a sanity run is present
-    from grok.select import SelectionError, find_checkpoint
-    from grok.train import CheckpointError, load_model
 
     prompt = (task.text or "")[: task.mask_first]
-    metric = "val/acc" if res.has("val/acc") else "train/acc"
+    metric = score_metric(res.has("val/acc"))
     command = f'python infer.py {res.folder} --prompt "{prompt}"'
     command += "" if metric == "val/acc" else f" --metric {metric}"
     try:
@@ -136,8 +128,6 @@ def generated_text(res: Results, task: TaskConfig) -> str:
 
 def checkpoint_text(res: Results) -> str:
     """Where the best trial's best checkpoint is, for infer.py (a deliverable of each part)."""
-    from grok.select import SelectionError, find_checkpoint
-
     try:
         found = find_checkpoint(res.folder)
     except SelectionError as err:
@@ -237,13 +227,14 @@ def budget_text(res: Results) -> str:
 
 def weights_text(res: Results, out: Path) -> str:
     """The shipped weights-only model of this experiment, if any, and how to query it."""
+    from grok.data import build_splits  # torch: loaded only when weights are shipped
+
     folder = out / WEIGHTS / res.name
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
+    if not is_checkpoint(folder):
         return ""
     try:
         cfg = load_config(folder / "config.yaml")
-        step = json.loads(manifest.read_text()).get("step")
+        step = read_manifest(folder).get("step")
         test = build_splits(cfg.task)["test"]
     except (ConfigError, OSError, ValueError):
         return f"Weights in `{folder}` could not be read."
@@ -306,6 +297,8 @@ def task_label(task: TaskConfig) -> str:
 
 def data_section(present: list[Results]) -> str:
     """Split sizes of every task of the experiments present; how the data is made, per op and p."""
+    from grok.data import SPLITS, build_splits, describe  # torch: the splits are tensors
+
     tasks: dict[str, tuple[TaskConfig, list[str]]] = {}
     for op in "+-/":  # the assignment's six datasets, with the default splits, always listed
         for prime in (97, 113):

@@ -1,24 +1,29 @@
 """Load a Tune experiment folder (finished, running or partly errored) into tidy pandas frames.
 
-A folder `results/<name>/` holds `experiment.yaml` (the resolved experiment, written by
-tune_main.py) and one folder per trial with `params.json` (its grid and sampled values, dotted
-keys) and `result.json` (one JSON report per line). Only these files are read: no Ray needed.
+The folder's files and how they are read are grok/results.py's (no Ray, no torch); this module
+turns them into one frame per report and one per trial.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from grok.cli import Parser
-from grok.config import flatten, trial_name
-from grok.select import EXPERIMENT_FILE, read_reports
+from grok.config import flatten
+from grok.experiment import trial_name
+from grok.results import (
+    EXPERIMENT_FILE,
+    is_experiment,
+    is_trial,
+    read_params,
+    read_record,
+    read_reports,
+)
 
 SEED = "seed"
 # Tune's bookkeeping in each report: not metrics of the run.
@@ -79,25 +84,10 @@ def group_label(values: dict[str, Any]) -> str:
     return trial_name(values, default="all")
 
 
-def is_trial(folder: Path) -> bool:
-    return folder.is_dir() and (
-        (folder / "params.json").is_file() or (folder / "result.json").exists()
-    )
-
-
-def is_experiment(folder: Path) -> bool:
-    return folder.is_dir() and (
-        (folder / EXPERIMENT_FILE).is_file() or any(is_trial(d) for d in folder.iterdir())
-    )
-
-
 def read_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, str]:
     """A trial's grid values, its reports (one row per step, last report kept) and its status."""
     reports = read_reports(folder)
-    try:
-        params = json.loads((folder / "params.json").read_text())
-    except (OSError, ValueError):
-        params = reports[0].get("config", {}) if reports else {}
+    params = read_params(folder, reports)
     curve = pd.DataFrame(reports)
     if "step" in curve:
         # A trial resumed from a checkpoint re-reports the steps after it: keep the last.
@@ -145,14 +135,10 @@ def load(folder: str | Path) -> Results:
             f"{folder}: not a Tune experiment folder (no {EXPERIMENT_FILE} and no trial "
             "folders with params.json or result.json)"
         )
-    meta: dict[str, Any] = {}
-    if (folder / EXPERIMENT_FILE).is_file():
-        try:
-            meta = yaml.safe_load((folder / EXPERIMENT_FILE).read_text()) or {}
-        except yaml.YAMLError:
-            raise NotAnExperiment(f"{folder / EXPERIMENT_FILE}: not valid YAML") from None
-        if not isinstance(meta, dict):
-            raise NotAnExperiment(f"{folder / EXPERIMENT_FILE}: not an experiment record")
+    try:
+        meta: dict[str, Any] = read_record(folder) or {}
+    except ValueError as err:
+        raise NotAnExperiment(str(err)) from None
     grid = meta.get("grid") or {}
     searched = list((meta.get("search") or {}).get("space") or {})
     read = [(d.name, *read_trial(d)) for d in sorted(folder.iterdir()) if is_trial(d)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from grok.cli import fail
-from grok.config import SHORT_NAMES
+from grok.experiment import short
 from plotting.results import (
     NotAnExperiment,
     Results,
@@ -26,11 +26,6 @@ from plotting.results import (
 )
 
 FINAL_METRICS = ("train/loss", "test/loss", "train/acc", "test/acc")
-
-
-def short(key: str) -> str:
-    """'model.n_layer' -> 'layers': the name used in trial folders and table headers."""
-    return SHORT_NAMES.get(key) or key.rsplit(".", 1)[-1]
 
 
 def missing(value) -> bool:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import assert_one_line_error, run_cli, write_experiment
 
-from grok.config import (
-    Config,
-    ConfigError,
-    apply_overrides,
-    dump_config,
-    load_config,
-    load_experiment,
-    parse_set,
-)
-from grok.train import pick_trial
+from grok.config import Config, ConfigError, apply_overrides, dump_config, load_config, parse_set
+from grok.experiment import Resources, load_experiment
+from grok.run import pick_trial
 
 
 def test_defaults_are_the_papers_recipe():
@@ -38,7 +31,7 @@ def test_experiment_merges_its_config_over_the_defaults(tmp_path):
     assert exp.name == "e"
     assert exp.base.optim.lr == 3e-3
     assert exp.base.optim.beta2 == 0.98  # untouched default
-    assert exp.resources == {"cpu": 1.0, "gpu": 0.0}
+    assert exp.resources == Resources(cpu=1.0, gpu=0.0)
     assert [values for values, _ in exp.trials()] == [{}]
 
 

@@ -17,10 +17,12 @@ import pytest
 import yaml
 from conftest import TINY
 
-from grok.config import Config, apply_overrides, trial_name
+from grok.checkpoint import export_weights
+from grok.config import Config, apply_overrides
 from grok.data import build_splits
+from grok.experiment import trial_name
 from grok.metrics import THRESHOLDS, crossing_key, grok_key
-from grok.train import Trainer, export_weights
+from grok.train import Trainer
 from plotting import curves, grok_steps, report, tables
 from plotting.results import load
 

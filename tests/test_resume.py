@@ -7,7 +7,8 @@ import pickle
 
 from conftest import assert_one_line_error, run_cli, write_experiment
 
-from grok.config import load_experiment
+from grok.experiment import load_experiment
+from grok.results import write_record
 from grok.resume import BACKUP, back_up_state, is_whole, newest_state_files, repair_state
 
 STATE = json.dumps({"trial_data": ["x" * 50] * 20, "runner_data": {"a": 1}}).encode()
@@ -100,8 +101,6 @@ def test_resume_of_an_unreadable_sweep_is_refused_in_one_line(tmp_path):
     path = write_experiment(tmp_path / "e.yaml", "e")
     folder = tmp_path / "results" / "e"
     write_state(folder, "s1", state=STATE[:-1])
-    from grok.tune import write_record  # imports Ray: only this test needs it
-
     write_record(load_experiment(path), folder, "python tune_main.py e.yaml")
     proc = run_cli("tune_main.py", str(path), "--storage", str(tmp_path / "results"), "--resume")
     line = assert_one_line_error(proc, "--resume", str(folder), "--fresh")

@@ -8,9 +8,10 @@ from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
-from grok.config import Config, ConfigError, load_experiment
+from grok.config import Config, ConfigError
+from grok.experiment import load_experiment
 from grok.metrics import CENSORED, OBJECTIVE, crossing_key
-from grok.select import read_reports, trial_dirs
+from grok.results import read_reports, trial_dirs, write_record
 from grok.train import Trainer
 from plotting import report
 from plotting import search as psearch
@@ -78,7 +79,8 @@ def test_asha_and_the_train_stopper_are_built_in_steps(tmp_path):
     _, args = gtune._search_config(exp, None)
     asha = args["scheduler"]
     assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 60, 2)
-    stopper = gtune.TrainAccStopper(**exp.search.stop_if_train_below)
+    stop = exp.search.stop_if_train_below
+    stopper = gtune.TrainAccStopper(stop.step, stop.acc)
     assert stopper("t", {"step": 30, "grok/train_acc_99_step": None})
     assert not stopper("t", {"step": 30, "grok/train_acc_99_step": 20})
     assert not stopper("t", {"step": 20, "grok/train_acc_99_step": None})
@@ -231,7 +233,7 @@ def test_tiny_random_search_is_reproducible_and_plots(tmp_path, ray_address):
         sampled.append(sorted((r.path.rsplit("/", 1)[-1], r.config) for r in results))
     assert sampled[0] == sampled[1]
     assert [name for name, _ in sampled[0]] == ["t000,seed=0", "t001,seed=0"]
-    gtune.write_record(exp, folder, "python tune_main.py rnd.yaml")
+    write_record(exp, folder, "python tune_main.py rnd.yaml")
     out = tmp_path / "report"
     paths = psearch.write(load(folder), out)
     assert paths["png"].stat().st_size > 10_000

@@ -19,18 +19,10 @@ from conftest import (
     write_experiment,
 )
 
+from grok.checkpoint import CheckpointError, export_weights, load_model, read_checkpoint
 from grok.config import Config, apply_overrides
 from grok.data import IGNORE
-from grok.train import (
-    CheckpointError,
-    Trainer,
-    export_weights,
-    load_model,
-    lr_at,
-    next_eval_step,
-    read_checkpoint,
-    stop_status,
-)
+from grok.train import Trainer, lr_at, next_eval_step, stop_status
 
 METRICS = (
     "step train/loss train/acc val/loss val/acc test/loss test/acc lr param_norm steps_per_s "

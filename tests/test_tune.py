@@ -18,10 +18,11 @@ from conftest import ROOT, TINY, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
-from grok.config import ConfigError, load_experiment
+from grok.checkpoint import MANIFEST
+from grok.config import ConfigError
+from grok.experiment import load_experiment
+from grok.results import find_checkpoint, read_reports, trial_dirs
 from grok.resume import BACKUP
-from grok.select import find_checkpoint, read_reports, trial_dirs
-from grok.train import MANIFEST
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 VOLATILE = {

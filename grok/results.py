@@ -1,0 +1,234 @@
+"""The results folder of a sweep: its record, its trial folders, and the best trial and checkpoint.
+
+`results/<name>/` holds `experiment.yaml` (the record: the resolved experiment and the command
+that ran it, written before the first trial starts) and one folder per trial with Tune's
+`params.json` (the trial's grid and sampled values, dotted keys), `result.json` (one JSON report
+per line) and `checkpoint_*/` folders (grok/checkpoint.py). Only these files are read: no Ray and
+no torch, so a finished or running sweep can be queried from any machine that has the folder.
+See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grok.checkpoint import is_checkpoint
+from grok.experiment import Experiment
+from grok.metrics import direction, score_metric
+
+EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
+RECORD_KEYS = ("grid", "search", "config")  # what must match for --resume
+
+
+class SelectionError(ValueError):
+    """A path that holds no usable checkpoint, or a metric no trial reported."""
+
+
+# ---------------------------------------------------------------- the record
+
+
+def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
+    """What experiment.yaml holds: enough to tell whether a folder is this experiment."""
+    return {
+        "name": exp.name,
+        "command": command,
+        "metric": exp.score_metric,  # what ranks checkpoints and trials
+        "description": exp.description,
+        "source": exp.source,
+        "grid": exp.grid,
+        "resources": asdict(exp.resources),
+        "tune": asdict(exp.tune),
+        "search": exp.search.to_record() if exp.search else None,
+        "config": exp.base.to_dict(),
+    }
+
+
+def write_record(exp: Experiment, folder: Path, command: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    record = experiment_record(exp, command)
+    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """A folder's record; None when it has none. ValueError if it is not a record."""
+    path = folder / EXPERIMENT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ValueError(f"{path}: not valid YAML") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not an experiment record")
+    return record
+
+
+def same_experiment(folder: Path, exp: Experiment) -> str | None:
+    """None if `folder` was made by `exp`; else what differs."""
+    try:
+        old = read_record(folder)
+    except ValueError as err:
+        return str(err)
+    if old is None:
+        return f"{folder} has no {EXPERIMENT_FILE}"
+    new = experiment_record(exp)
+    for key in RECORD_KEYS:
+        if old.get(key) != new[key]:
+            return f"its {key} differs from {exp.source}'s"
+    return None
+
+
+def default_metric(experiment_dir: Path) -> str:
+    """The metric the sweep ranked its checkpoints by (val/acc unless it had no val split)."""
+    try:
+        record = read_record(experiment_dir) or {}
+    except ValueError:
+        record = {}
+    return record.get("metric") or score_metric(True)
+
+
+# ---------------------------------------------------------------- trial folders
+
+
+def is_trial(folder: Path) -> bool:
+    return folder.is_dir() and (
+        (folder / "params.json").is_file() or (folder / "result.json").exists()
+    )
+
+
+def is_experiment(folder: Path) -> bool:
+    return folder.is_dir() and (
+        (folder / EXPERIMENT_FILE).is_file() or any(is_trial(d) for d in folder.iterdir())
+    )
+
+
+def trial_dirs(experiment_dir: Path) -> list[Path]:
+    """The trials that have reported (or are about to: result.json exists)."""
+    return sorted(
+        d for d in experiment_dir.iterdir() if d.is_dir() and (d / "result.json").exists()
+    )
+
+
+def read_reports(trial_dir: Path) -> list[dict]:
+    """Every report a trial made, in order; a line cut short by a running writer is skipped."""
+    path = trial_dir / "result.json"
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+def read_params(trial_dir: Path, reports: list[dict]) -> dict[str, Any]:
+    """A trial's grid and sampled values: params.json, else the config of its first report."""
+    try:
+        return json.loads((trial_dir / "params.json").read_text())
+    except (OSError, ValueError):
+        return reports[0].get("config", {}) if reports else {}
+
+
+# ---------------------------------------------------------------- choosing a checkpoint
+
+
+@dataclass
+class Found:
+    checkpoint: Path
+    note: str = ""  # what was chosen and why, for people
+
+
+def _score(value, mode: str) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value) if mode == "max" else -float(value)
+
+
+def best_checkpoint(trial_dir: Path, metric: str, mode: str) -> tuple[Path, dict] | None:
+    """The trial's kept checkpoint with the best `metric` (the latest among equals)."""
+    best = None
+    for row in read_reports(trial_dir):
+        name = row.get("checkpoint_dir_name")
+        if not name or not is_checkpoint(trial_dir / name):
+            continue
+        score = _score(row.get(metric), mode)
+        key = (score is not None, score if score is not None else 0.0, row.get("step", 0))
+        if best is None or key >= best[0]:
+            best = (key, trial_dir / name, row)
+    return None if best is None else (best[1], best[2])
+
+
+def best_trial(
+    experiment_dir: Path, metric: str, mode: str, trial: str | None = None
+) -> tuple[Path, dict]:
+    """The trial whose last report is best in `metric` (ties: the first by name)."""
+    trials = trial_dirs(experiment_dir)
+    if trial is not None:
+        chosen = [t for t in trials if t.name == trial]
+        if not chosen:
+            names = ", ".join(t.name for t in trials)
+            raise SelectionError(f"{experiment_dir}: no trial {trial!r}; trials: {names}")
+        trials = chosen
+    ranked = []
+    for t in trials:
+        reports = read_reports(t)
+        if not reports:
+            continue
+        last = reports[-1]
+        if metric not in last:
+            raise SelectionError(
+                f"{experiment_dir}: trials do not report {metric!r}; "
+                f"reported: {', '.join(k for k in last if '/' in k)}"
+            )
+        score = _score(last.get(metric), mode)
+        if score is not None:
+            ranked.append((-score, t.name, t, last))
+    if not ranked:
+        raise SelectionError(f"{experiment_dir}: no trial has reported {metric!r} yet")
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    return ranked[0][2], ranked[0][3]
+
+
+def find_checkpoint(
+    path: str | Path, metric: str | None = None, mode: str | None = None, trial: str | None = None
+) -> Found:
+    """The checkpoint a path means: a checkpoint folder, a run folder (with checkpoint/), a trial
+    folder (its best checkpoint), or a sweep's results folder (the best trial's best)."""
+    p = Path(path)
+    if is_checkpoint(p):
+        return Found(p)
+    if is_checkpoint(p / "checkpoint"):
+        return Found(p / "checkpoint")
+    if not p.is_dir():
+        raise SelectionError(f"{p}: no such folder")
+    for folder in (p, p / "checkpoint"):
+        if (folder / "model.pt").is_file() or (folder / "state.pt").is_file():
+            return Found(folder)  # a checkpoint cut short: loading it says what is missing
+    if not trial_dirs(p):
+        if (p / "result.json").exists():  # a trial folder itself
+            trial, p = p.name, p.parent
+        else:
+            raise SelectionError(
+                f"{p}: neither a checkpoint, a run folder (with checkpoint/) "
+                "nor a sweep's results folder"
+            )
+    metric = metric or default_metric(p)
+    mode = mode or direction(metric)
+    tdir, last = best_trial(p, metric, mode, trial)
+    found = best_checkpoint(tdir, metric, mode)
+    if found is None:
+        raise SelectionError(f"{tdir}: this trial has no complete checkpoint")
+    ckpt, row = found
+    how = "chosen" if trial else f"best by {metric} ({mode})"
+    note = (
+        f"trial {tdir.name} ({how}: last {metric} = {last.get(metric)}); checkpoint "
+        f"{ckpt.name} at step {row.get('step')} with {metric} = {row.get(metric)}"
+    )
+    return Found(ckpt, note)
