@@ -1,10 +1,11 @@
 """Build REPORT.md from every experiment in a results root: figures, tables and numbers from data.
 
-python -m plotting.report results/ --out report/
+python -m plotting.report results/ --out report/ [--study FILE]
 
-Sections follow the assignment (sanity checks, data and splits, add/sub, grokking, ablations,
-what makes grokking faster), then any other experiment found, then `discussion.md` from the
-output folder when there is one. A missing experiment is named, with the command that makes it.
+The study file (default: OUT/study.yaml when there is one; see plotting/study.py) gives the
+report's title, its parts and their experiments, each introduced by the study's words or by its
+experiment file's own description. Any other experiment found follows, then `discussion.md` from
+the output folder when there is one. A missing experiment is named, with the command that makes it.
 """
 
 from __future__ import annotations
@@ -23,70 +24,21 @@ from grok.metrics import score_metric
 from grok.results import EXPERIMENT_FILE, SelectionError, find_checkpoint, is_experiment
 from plotting import curves, grok_steps, search, tables
 from plotting.results import NotAnExperiment, Results, load
+from plotting.study import Entry, Part, Study, load_study
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
 
-DATA = "data"  # the data-and-splits section, between the sanity checks and add/sub
-PARTS = (
-    ("1. Sanity checks (Part 1.5)", ("sanity_memorize", "sanity_mask3")),
-    ("2. Data and splits (Part 2.1)", (DATA,)),
-    ("3. Addition and subtraction (Part 2.2)", ("addsub",)),
-    ("4. Grokking on division (Part 2.3)", ("division_grokking",)),
-    ("5. Ablations (Part 2.4)", ("ablation_wd", "ablation_data_fraction", "ablation_dropout")),
-    (
-        "6. What makes grokking faster (Part 2.4)",
-        (
-            "ablation_grokfast",
-            "search_fast_grok",
-            "confirm_paper_recipe",
-            "confirm_fast_grok",
-            "ablation_init_scale",
-            "ablation_wd_kind",
-            "ablation_tokenizer",
-        ),
-    ),
-)
-FULL_BUDGET = 100_000  # the assignment's step budget
+STUDY = "study.yaml"  # the study file, looked for in the output folder
 DISCUSSION = "discussion.md"  # written by people from the numbers; included when present
 WEIGHTS = "weights"  # weights-only checkpoints (python -m grok.export) beside the report
 ACC = "{:.4f}"  # accuracies, as in the tables
-KNOWN = [name for _, names in PARTS for name in names if name != DATA]
-INTROS = {
-    "sanity_memorize": "A one-layer model trained on the single string 'I love machine "
-    "learning': the training loss should go to about 0 and greedy generation from the empty "
-    "prompt should give the string back exactly.",
-    "sanity_mask3": "The same string with the loss masked on its first 3 tokens: prompted with "
-    "those 3 characters, the model should complete the string.",
-    "addsub": "Modular addition and subtraction with 1- and 2-layer models (d_model 128, d_ff "
-    "512, 4 heads), p = 97 and 113, 3 seeds each.",
-    "division_grokking": "x/y mod 97 with the paper's recipe: train accuracy reaches 100% early, "
-    "test accuracy follows much later (Power et al. 2022, Fig. 1).",
-    "ablation_wd": "Weight decay against steps-to-grok on x/y mod 97.",
-    "ablation_data_fraction": "Fraction of equations used for training against steps-to-grok "
-    "on x/y mod 97.",
-    "ablation_dropout": "Dropout against steps-to-grok on x/y mod 97.",
-    "ablation_grokfast": "Grokfast gradient filters (Lee et al. 2024) against steps-to-grok on "
-    "x/y mod 97: none, an exponential moving average (EMA) and a windowed mean (MA) of the "
-    "gradients, amplified and added back before the optimizer step.",
-    "search_fast_grok": "An Optuna (TPE) search over learning rate, weight decay, dropout and "
-    "batch size for the recipe that groks x/y mod 97 in the fewest steps.",
-    "confirm_paper_recipe": "The paper's recipe on x/y mod 97 with seeds the search never saw: "
-    "the baseline for the search's recipe.",
-    "confirm_fast_grok": "The search's fastest recipe on x/y mod 97, the same fresh seeds.",
-    "ablation_init_scale": "The initial weights times a factor (Liu et al. 2022, Omnigrok) "
-    "against steps-to-grok on x/y mod 97.",
-    "ablation_wd_kind": "Decoupled (AdamW) against coupled (Adam with L2) weight decay, toward "
-    "zero against toward the initial weights, on x/y mod 97.",
-    "ablation_tokenizer": "One token per number against one token per character (the answer "
-    "then several tokens, scored by exact match) on x/y mod 97.",
-}
 
 
-def others(root: Path) -> list[str]:
-    """Experiment folders the assignment does not name (moved-aside `*.old-*` copies skipped)."""
+def others(root: Path, known: list[str]) -> list[str]:
+    """Experiment folders the study does not name (moved-aside `*.old-*` copies skipped)."""
     return sorted(
         d.name
         for d in root.iterdir()
-        if d.name not in KNOWN and ".old-" not in d.name and is_experiment(d)
+        if d.name not in known and ".old-" not in d.name and is_experiment(d)
     )
 
 
@@ -200,8 +152,8 @@ def spikes_text(res: Results, reached: float = 0.99, below: float = 0.9) -> str:
     return f"{text}: {', '.join(spiky[:4])}{', ...' if len(spiky) > 4 else '.'}"
 
 
-def budget_text(res: Results) -> str:
-    """The run's step budget against its file's and the assignment's, with the full command."""
+def budget_text(res: Results, study: Study) -> str:
+    """The run's step budget against its file's and the study's full one, with the command."""
     cfg = base_config(res)
     if cfg is None or cfg.task.kind != "modular":
         return ""
@@ -210,18 +162,17 @@ def budget_text(res: Results) -> str:
         file_steps = load_experiment(res.source).base.train.steps
     except (ConfigError, OSError):
         file_steps = None
-    if steps >= FULL_BUDGET or file_steps is None or steps >= file_steps:
+    full_budget = study.full_budget
+    if file_steps is None or steps >= file_steps or (full_budget and steps >= full_budget):
         return f"Budget: {steps} steps per trial, as in the experiment file."
-    full = f"`python tune_main.py {res.source}`"
-    theirs = f"the file's {file_steps}" + (
-        " (the assignment's budget)"
-        if file_steps == FULL_BUDGET
-        else f" (the assignment's is {FULL_BUDGET})"
-    )
+    theirs = f"the file's {file_steps}"
+    if full_budget:
+        same = file_steps == full_budget
+        theirs += " (the assignment's budget)" if same else f" (the assignment's is {full_budget})"
+    why = f", {study.budget_reason}" if study.budget_reason else ""
     return (
-        f"Budget: {steps} steps per trial here, below {theirs}, so that the whole study runs "
-        f"in about 2 hours on a 2-core CPU; a run that has not grokked by then is censored, not "
-        f"failed. The full budget: {full}."
+        f"Budget: {steps} steps per trial here, below {theirs}{why}; a run that has not grokked "
+        f"by then is censored, not failed. The full budget: `python tune_main.py {res.source}`."
     )
 
 
@@ -249,11 +200,12 @@ def weights_text(res: Results, out: Path) -> str:
     )
 
 
-def experiment_section(res: Results, out: Path) -> str:
+def experiment_section(res: Results, out: Path, study: Study | None = None) -> str:
+    study = study or Study()
     lines = [f"### {res.name}", ""]
-    lines += [INTROS.get(res.name) or res.meta.get("description") or "", ""]
+    lines += [study.intro_of(res.name) or res.meta.get("description") or "", ""]
     lines += [f"Experiment file: `{res.source}`. Command: `{res.command}`.", ""]
-    budget = budget_text(res)
+    budget = budget_text(res, study)
     if budget:
         lines += [budget, ""]
     if res.trials.empty or res.frame.empty:
@@ -295,15 +247,12 @@ def task_label(task: TaskConfig) -> str:
     return f"lines of {task.path}"
 
 
-def data_section(present: list[Results]) -> str:
-    """Split sizes of every task of the experiments present; how the data is made, per op and p."""
+def data_section(present: list[Results], listed: list[TaskConfig]) -> str:
+    """Split sizes of the `listed` tasks and of every task of the experiments present; how the
+    data is made, per op and p."""
     from grok.data import SPLITS, build_splits, describe  # torch: the splits are tensors
 
-    tasks: dict[str, tuple[TaskConfig, list[str]]] = {}
-    for op in "+-/":  # the assignment's six datasets, with the default splits, always listed
-        for prime in (97, 113):
-            task = replace(TaskConfig(), op=op, p=prime)
-            tasks[repr(task)] = (task, [])
+    tasks: dict[str, tuple[TaskConfig, list[str]]] = {repr(t): (t, []) for t in listed}
     for res in present:
         base = base_config(res)
         if base is None:
@@ -338,49 +287,60 @@ def data_section(present: list[Results]) -> str:
     return "\n".join(lines)
 
 
-def build(root: Path, out: Path) -> Path:
-    """Write out/REPORT.md and its figures and tables; its path."""
-    out.mkdir(parents=True, exist_ok=True)
-    extra = others(root)
+def load_all(root: Path, names: list[str]) -> dict[str, Results | str]:
+    """The experiments of `names` found in `root`, loaded; the error of an unreadable one."""
     loaded: dict[str, Results | str] = {}
-    for name in KNOWN + extra:
+    for name in names:
         if (root / name).is_dir():
             try:
                 loaded[name] = load(root / name)
             except NotAnExperiment as err:
                 loaded[name] = str(err)
+    return loaded
+
+
+def part_lines(part: Part, loaded: dict, present: list[Results], root: Path, out: Path, study):
+    """One part of the report: its data section, or a section per experiment."""
+    lines = [f"## {part.title}", ""]
+    if part.data is not None:
+        return lines + [data_section(present, part.data)]
+    if not part.experiments:
+        lines += ["None found.", ""]
+    for entry in part.experiments:
+        found = loaded.get(entry.name)
+        if found is None:
+            lines += [missing_section(entry.name, root)]
+        elif isinstance(found, str):
+            lines += [f"### {entry.name}\n\n**Unreadable:** {found}\n"]
+        else:
+            lines += [experiment_section(found, out, study)]
+    return lines
+
+
+def build(root: Path, out: Path, study: Study | None = None) -> Path:
+    """Write out/REPORT.md and its figures and tables; its path."""
+    study = study or Study()
+    out.mkdir(parents=True, exist_ok=True)
+    known = [e.name for e in study.entries]
+    extra = others(root, known)
+    loaded = load_all(root, known + extra)
     present = [r for r in loaded.values() if isinstance(r, Results)]
-    absent = [n for n in KNOWN if n not in loaded]
+    absent = [n for n in known if n not in loaded]
     lines = [
-        "# Report: training small transformers and grokking",
+        f"# {study.title}",
         "",
         f"Built by `python -m plotting.report {root} --out {out}` from the result folders in "
         f"`{root}`. Present: {', '.join(r.name for r in present) or 'none'}. "
         f"Missing: {', '.join(absent) or 'none'}.",
         "",
-        "Each section names its experiment file and the command that ran it; `bash "
-        "scripts/study.sh` runs them all with these budgets (two at a time on one local Ray "
-        "head, hence `--address auto --max-concurrent 1`, which change no number: every trial "
-        "is seeded and runs on one thread) and rebuilds this report. The search is the "
-        "exception: the points it samples depend on the order its results come back.",
-        "",
     ]
-    parts = list(PARTS) + [("7. Other experiments", tuple(extra))]
-    for title, part in parts:
-        lines += [f"## {title}", ""]
-        if part == (DATA,):
-            lines += [data_section(present)]
-            continue
-        if not part:
-            lines += ["None found.", ""]
-        for name in part:
-            found = loaded.get(name)
-            if found is None:
-                lines += [missing_section(name, root)]
-            elif isinstance(found, str):
-                lines += [f"### {name}\n\n**Unreadable:** {found}\n"]
-            else:
-                lines += [experiment_section(found, out)]
+    if study.intro:
+        lines += [study.intro.strip(), ""]
+    n = len(study.parts)
+    title = f"{n + 1}. Other experiments" if n else "1. Experiments"
+    parts = [*study.parts, Part(title, [Entry(name) for name in extra])]
+    for part in parts:
+        lines += part_lines(part, loaded, present, root, out, study)
     discussion = out / DISCUSSION
     if discussion.is_file():
         lines += [f"## {len(parts) + 1}. Discussion", "", discussion.read_text().strip(), ""]
@@ -396,13 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("root", help="the results root holding one folder per experiment (results/)")
     ap.add_argument("--out", default="report", help="output folder (default: report/)")
+    ap.add_argument(
+        "--study",
+        help=f"the study file: parts, experiments, introductions (default: OUT/{STUDY} if "
+        "present; else every experiment found, each introduced by its description)",
+    )
     args = ap.parse_args(argv)
-    root = Path(args.root)
+    root, out = Path(args.root), Path(args.out)
     if not root.is_dir():
         return fail(f"{root}: no such folder")
     if (root / EXPERIMENT_FILE).is_file():
         return fail(f"{root} is one experiment; give the results root that holds it")
-    print(build(root, Path(args.out)))
+    study_file = Path(args.study) if args.study else out / STUDY
+    try:
+        study = load_study(study_file) if args.study or study_file.is_file() else Study()
+    except ConfigError as err:
+        return fail(err)
+    print(build(root, out, study))
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs every experiment of report/REPORT.md on this machine, with the step budgets the report
-# names, then rebuilds the report. Two lanes share one local Ray head: each lane runs one
-# experiment at a time with one trial at a time, so both cores stay busy (1 CPU per trial)
-# without the idle core that an odd number of trials leaves. A trial's numbers do not depend on
+# Runs every experiment of report/study.yaml (the study of report/REPORT.md) on this machine,
+# with the step budgets it names, then rebuilds the report. Two lanes share one local Ray head:
+# each lane runs one experiment at a time with one trial at a time, so both cores stay busy (1 CPU
+# per trial) without the idle core that an odd number of trials leaves. A trial's numbers do not depend on
 # the lane, the head or the order: each trial is seeded and runs on 1 thread. The search is the
 # exception: it runs its file's 2 trials at once (a third process on the 2 cores while it lasts),
 # and the points Optuna proposes depend on the order results come back.
@@ -18,23 +18,9 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 AGAIN=""
 [[ "${1:-}" == "--resume" ]] && AGAIN="--resume"
 
-ABL="--set train.steps=2500 --set stop.after_grok_steps=100"
-QUEUE=(
-  "experiments/sanity_memorize.yaml"
-  "experiments/sanity_mask3.yaml"
-  "experiments/division_grokking.yaml --set train.steps=3000"
-  "experiments/addsub.yaml --set train.steps=2500 --set stop.after_grok_steps=200 --set stop.settled=true"
-  "experiments/ablation_wd.yaml $ABL"
-  "experiments/ablation_data_fraction.yaml $ABL"
-  "experiments/ablation_dropout.yaml $ABL"
-  "experiments/ablation_grokfast.yaml $ABL"
-  "experiments/search_fast_grok.yaml --max-concurrent 2"
-  "experiments/confirm_paper_recipe.yaml"
-  "experiments/confirm_fast_grok.yaml"
-  "experiments/ablation_init_scale.yaml $ABL"
-  "experiments/ablation_tokenizer.yaml $ABL"
-  "experiments/ablation_wd_kind.yaml $ABL"
-)
+# One line per experiment: its file and the arguments of its budget, from the study file.
+mapfile -t QUEUE < <(python -m plotting.study report/study.yaml)
+(( ${#QUEUE[@]} )) || { echo "error: report/study.yaml lists no experiment" >&2; exit 2; }
 
 mkdir -p results
 ray start --head --num-cpus=2 --include-dashboard=false >results/study-ray.log 2>&1

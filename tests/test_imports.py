@@ -12,6 +12,7 @@ TORCH_FREE = (
     "grok.experiment",
     "grok.checkpoint",
     "grok.results",
+    "plotting.study",
     "plotting.results",
     "plotting.report",
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY
+from conftest import ROOT, TINY
 
 from grok.checkpoint import export_weights
 from grok.config import Config, apply_overrides
@@ -25,6 +25,9 @@ from grok.metrics import THRESHOLDS, crossing_key, grok_key
 from grok.train import Trainer
 from plotting import curves, grok_steps, report, tables
 from plotting.results import load
+from plotting.study import load_study
+
+STUDY = ROOT / "report" / "study.yaml"  # the committed study: its parts and experiments
 
 STEPS = list(range(0, 1100, 100))
 
@@ -333,7 +336,7 @@ def test_report_states_a_cut_budget_ships_weights_metrics_and_the_discussion(tmp
         trainer.save_checkpoint(tmp_path / "ckpt"), out / "weights" / "division_grokking"
     )
     (out / "discussion.md").write_text("Seeds agree to within 3%.\n")
-    assert report.main([str(root), "--out", str(out)]) == 0
+    assert report.main([str(root), "--out", str(out), "--study", str(STUDY)]) == 0
     text = (out / "REPORT.md").read_text()
     # The file asks for 1e5 steps; this run had 1000: said, with the command for the full budget.
     assert "Budget: 1000 steps per trial here, below the file's 100000" in text
@@ -376,9 +379,9 @@ def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
     aside = write_experiment(root, "quickstart.old-20260101-000000", {"seed": [0]})
     write_trial(aside, {"seed": 0}, [0.5] * 11, [0.5] * 11)
     out = tmp_path / "report"
-    assert report.main([str(root), "--out", str(out)]) == 0
+    assert report.main([str(root), "--out", str(out), "--study", str(STUDY)]) == 0
     text = (out / "REPORT.md").read_text()
-    titles = [title for title, _ in report.PARTS] + ["7. Other experiments"]
+    titles = [part.title for part in load_study(STUDY).parts] + ["7. Other experiments"]
     positions = [text.index(f"## {t}") for t in titles]
     assert positions == sorted(positions)
     for name in ("sanity_mask3", "division_grokking", "ablation_data_fraction", "ablation_dropout"):
@@ -410,9 +413,10 @@ def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
 
 def test_report_on_an_empty_root_names_everything_missing(tmp_path):
     (tmp_path / "results").mkdir()
-    path = report.build(tmp_path / "results", tmp_path / "report")
+    study = load_study(STUDY)
+    path = report.build(tmp_path / "results", tmp_path / "report", study)
     text = path.read_text()
-    assert text.count("**Missing:**") == len(report.KNOWN)
+    assert text.count("**Missing:**") == len(study.entries)
     # The assignment's six datasets are described even before any experiment ran.
     assert "| a/b mod 113 | 0.5 | 0.1 | 0 | 12656 | 6328 | 1266 | 5062 | (none here) |" in text
     assert "| a-b mod 97 | 0.5 | 0.1 | 0 | 9409 | 4704 | 941 | 3764 | (none here) |" in text
