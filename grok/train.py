@@ -327,8 +327,14 @@ class Trainer:
             callback(EvalEvent(self.step, metrics, due, final, self))
         return metrics
 
-    def fit(self, callback: Callable[[EvalEvent], None] | None = None) -> dict:
-        """Train to the end (budget, stop rule or divergence); returns the last metrics."""
+    def fit(
+        self,
+        callback: Callable[[EvalEvent], None] | None = None,
+        after_step: Callable[[Trainer], None] | None = None,
+    ) -> dict:
+        """Train to the end (budget, stop rule or divergence); returns the last metrics.
+        `callback` gets each evaluation; `after_step`, if given, is called after every training
+        step (the benchmark times the loop through it)."""
         self._clock = (self.step, time.perf_counter())
         metrics = self._evaluate_and_report(callback) if self.step == 0 else {}
         while self.status == "running":
@@ -340,6 +346,8 @@ class Trainer:
                 if next_snapshot <= self.step < target:
                     self._snapshot()
                     next_snapshot = self.step + snapshot_gap(self.cfg, self.step)
+                if after_step:
+                    after_step(self)
             metrics = self._evaluate_and_report(callback)
         return metrics
 

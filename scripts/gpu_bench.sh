@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 out=${1:-benchmarks}
 mkdir -p "$out"
-python -m grok.bench --device cuda --compile --sharing 4 --rounds 5 --steps 100 \
+python -m benchmarks.bench --device cuda --compile --sharing 4 --rounds 5 --steps 100 \
   --out "$out/gpu-$(date +%Y-%m-%d).txt"

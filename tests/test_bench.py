@@ -6,16 +6,18 @@ import re
 
 from conftest import assert_one_line_error, run_cli
 
+BENCH = ("-m", "benchmarks.bench")
+
 
 def test_bench_prints_and_writes_its_table_with_date_machine_and_headline(tmp_path):
     out = tmp_path / "bench" / "cpu.txt"
     args = ["--steps", "2", "--rounds", "1", "--run-steps", "40", "--skip-tune", "--threads", "1"]
-    proc = run_cli("-m", "grok.bench", *args, "--out", str(out))
+    proc = run_cli(*BENCH, *args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert text == proc.stdout
     lines = text.splitlines()
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d .*: python -m grok.bench --steps 2", lines[0])
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d .*: python -m benchmarks.bench --steps 2", lines[0])
     assert lines[1].startswith("machine: ") and "CPUs" in lines[1]
     assert "project: a 40-step run, evaluation included" in text
     ratio = re.fullmatch(r"project vs reference loop: (\d+\.\d\d)x", lines[-1])
@@ -26,5 +28,5 @@ def test_bench_refuses_a_gpu_it_does_not_have_and_bad_counts():
     import torch
 
     if not torch.cuda.is_available():
-        assert_one_line_error(run_cli("-m", "grok.bench", "--device", "cuda"), "--device cuda")
-    assert_one_line_error(run_cli("-m", "grok.bench", "--sharing", "0"), "--sharing")
+        assert_one_line_error(run_cli(*BENCH, "--device", "cuda"), "--device cuda")
+    assert_one_line_error(run_cli(*BENCH, "--sharing", "0"), "--sharing")

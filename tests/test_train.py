@@ -70,6 +70,16 @@ def test_metrics_carry_the_stable_names():
     assert first["steps_per_s"] == 0.0
 
 
+def test_after_step_sees_every_step_once_in_order_and_leaves_the_run_unchanged():
+    cfg = tiny({"train.steps": 30})
+    steps: list[int] = []
+    hooked = Trainer(cfg)
+    with_hook = hooked.fit(after_step=lambda t: steps.append(t.step))
+    plain = Trainer(cfg).fit()
+    assert steps == list(range(1, 31))
+    assert with_hook["train/loss"] == plain["train/loss"]
+
+
 def test_batch_is_at_most_half_the_training_split():
     sizes = {b: Trainer(tiny({"train.batch_size": b})).batch_size for b in (16, 512, "full")}
     assert sizes == {16: 16, 512: 73 // 2, "full": 73}  # 73 = 0.6 * 121 training equations
