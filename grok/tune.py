@@ -1,10 +1,10 @@
 """Ray Tune adapter: the trainable, and an experiment file turned into a Tuner.
 
-The only module of the library that imports Ray. A trial's Tune config holds just its varying
-values (dotted keys, as in the experiment's grid and search space); the experiment's base config
-travels with the trainable (`tune.with_parameters`) so each trial rebuilds its full `Config` and
-checks it. A search samples its space with Tune's random search or Optuna's TPE, repeating each
-point over the grid (the seeds).
+With grok/sweep.py (which starts Ray), the only module of the library that imports Ray. A
+trial's Tune config holds just its varying values (dotted keys, as in the experiment's grid and
+search space); the experiment's base config travels with the trainable (`tune.with_parameters`)
+so each trial rebuilds its full `Config` and checks it. A search samples its space with Tune's
+random search or Optuna's TPE, repeating each point over the grid (the seeds).
 """
 
 from __future__ import annotations
