@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from grok.metrics import OBJECTIVE, SEARCH_METRICS, THRESHOLDS
+from grok.operations import OPERATIONS, OpName
 
 
 class ConfigError(ValueError):
@@ -31,7 +32,7 @@ def _range(lo: float | None = None, hi: float | None = None, lo_open=False, hi_o
 @dataclass
 class TaskConfig:
     kind: Literal["modular", "text", "lines"] = "modular"
-    op: Literal["+", "-", "/"] = "/"
+    op: OpName = "/"  # the operations of grok/operations.py
     p: int = field(default=97, metadata=_range(2))
     train_fraction: float = field(default=0.5, metadata=_range(0, 1, lo_open=True))
     val_fraction: float = field(default=0.1, metadata=_range(0, 1, hi_open=True))
@@ -259,10 +260,6 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     return cls(**values)
 
 
-def _is_prime(n: int) -> bool:
-    return n >= 2 and all(n % k for k in range(2, math.isqrt(n) + 1))
-
-
 def validate(cfg: Config, source: str = "config") -> None:
     """Refuse combinations of settings that cannot work together."""
     t, m = cfg.task, cfg.model
@@ -273,8 +270,9 @@ def validate(cfg: Config, source: str = "config") -> None:
     if m.d_model % m.n_head:
         fail("model.n_head", f"d_model {m.d_model} is not divisible by n_head {m.n_head}")
     if t.kind == "modular":
-        if t.op == "/" and not _is_prime(t.p):
-            fail("task.p", f"{t.p} is not prime; division mod p needs a prime p")
+        problem = OPERATIONS[t.op].check_p(t.p, TaskConfig.p)
+        if problem:
+            fail("task.p", problem)
         if t.train_fraction + t.val_fraction >= 1:
             fail(
                 "task.train_fraction",
@@ -407,7 +405,7 @@ SHORT_NAMES = {
     "train.batch_size": "bs",
     "seed": "seed",
 }
-OP_NAMES = {"+": "add", "-": "sub", "/": "div"}
+OP_NAMES = {op.name: op.slug for op in OPERATIONS.values()}
 
 
 def trial_name(values: dict[str, Any], default: str = "run") -> str:
