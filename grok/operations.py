@@ -69,8 +69,8 @@ class Operation:
     symbol: str  # the one character between the operands in the text form
     slug: str  # the operation in trial folder names
     answer: Callable[[int, int, int], int]  # (a, b, p) -> c, as element numbers
-    detail: str = ""  # how c is made, after "with residues a, b in 0..p-1" in descriptions
-    group: str = "mod"  # "mod": residues mod p; "s5": the permutation group S5
+    detail: str = ""  # how c is made, ending the table's description
+    group: Literal["mod", "s5"] = "mod"  # residues mod p, or the permutation group S5
     prime: str = ""  # why p must be prime; "" when any p >= 2 works
     nonzero_b: bool = False  # b = 0 is left out of the table
 
@@ -91,8 +91,8 @@ class Operation:
         """What the table holds, for DESCRIPTION.md (without the count)."""
         if self.group == "s5":
             return (
-                f"All equations `a {self.symbol} b = c` in S5 with permutations a, b of 01234 "
-                f"in one-line notation (120 each){self.detail}"
+                f"All equations `a {self.symbol} b = c` in S5 with a, b among the 120 permutations "
+                f"of 01234 in one-line notation{self.detail}"
             )
         return (
             f"All equations `a {self.symbol} b = c (mod {p})` with residues a, b in 0..{p - 1}"
