@@ -3,6 +3,7 @@
 python infer.py CHECKPOINT_DIR --prompt "12/5="
 python infer.py runs/sanity_memorize --prompt ""          # a run folder: its checkpoint
 python infer.py results/quickstart --prompt "12/5="       # a sweep: its best trial
+python infer.py runs/s5 --prompt "10234.02134="           # any operation (docs/operations.md)
 python infer.py CHECKPOINT_DIR --eval
 """
 

@@ -8,7 +8,6 @@ and checks the YAML; this module says what the settings are).
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import Any, Literal
 
 import yaml
 
+from grok.operations import OPERATIONS, OpName
 from grok.schema import ConfigError, bounds, build, is_section
 
 
 @dataclass
 class TaskConfig:
     kind: Literal["modular", "text", "lines"] = "modular"
-    op: Literal["+", "-", "/"] = "/"
+    op: OpName = "/"  # the operations of grok/operations.py
     p: int = field(default=97, metadata=bounds(2))
     train_fraction: float = field(default=0.5, metadata=bounds(0, 1, lo_open=True))
     val_fraction: float = field(default=0.1, metadata=bounds(0, 1, hi_open=True))
@@ -129,10 +129,6 @@ class Config:
         return cfg
 
 
-def _is_prime(n: int) -> bool:
-    return n >= 2 and all(n % k for k in range(2, math.isqrt(n) + 1))
-
-
 def validate(cfg: Config, source: str = "config") -> None:
     """Refuse combinations of settings that cannot work together."""
     t, m = cfg.task, cfg.model
@@ -143,8 +139,9 @@ def validate(cfg: Config, source: str = "config") -> None:
     if m.d_model % m.n_head:
         fail("model.n_head", f"d_model {m.d_model} is not divisible by n_head {m.n_head}")
     if t.kind == "modular":
-        if t.op == "/" and not _is_prime(t.p):
-            fail("task.p", f"{t.p} is not prime; division mod p needs a prime p")
+        problem = OPERATIONS[t.op].check_p(t.p, TaskConfig.p)
+        if problem:
+            fail("task.p", problem)
         if t.train_fraction + t.val_fraction >= 1:
             fail(
                 "task.train_fraction",

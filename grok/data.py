@@ -1,4 +1,4 @@
-"""Datasets: modular equations `a op b = c (mod p)` and text tasks, split into train/val/test.
+"""Datasets: equations `a op b = c` (mod p, or in S5) and text tasks, split into train/val/test.
 
 An example is a prompt and an answer in token ids; the model reads prompt + answer and is scored
 only on the answer tokens (less any masked ones). Splits are tensors, kept whole on the device.
@@ -17,6 +17,7 @@ import torch
 from grok.cli import Parser, fail
 from grok.config import ConfigError, TaskConfig
 from grok.experiment import load_experiment, trial_name
+from grok.operations import operation
 from grok.tokenizer import Tokenizer, build_tokenizer
 
 IGNORE = -100  # target value that the loss and accuracy skip
@@ -64,18 +65,9 @@ class Split:
 # ---------------------------------------------------------------- examples
 
 
-def modular_answer(op: str, a: int, b: int, p: int) -> int:
-    if op == "+":
-        return (a + b) % p
-    if op == "-":
-        return (a - b) % p
-    return (a * pow(b, -1, p)) % p  # division: multiply by the inverse of b
-
-
 def modular_equations(op: str, p: int) -> list[tuple[int, int, int]]:
-    """All (a, b, c) with a, b residues mod p (b != 0 for division), in (a, b) order."""
-    bs = range(1, p) if op == "/" else range(p)
-    return [(a, b, modular_answer(op, a, b, p)) for a in range(p) for b in bs]
+    """All (a, b, c) of task.op (as element numbers; b != 0 for division), in (a, b) order."""
+    return operation(op).table(p)
 
 
 def prompt_ids(task: TaskConfig, tok: Tokenizer, text: str) -> list[int]:
@@ -92,11 +84,13 @@ def _answer_ids(tok: Tokenizer, text: str) -> list[int]:
 
 def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
     if task.kind == "modular":
-        out = []
-        for a, b, c in modular_equations(task.op, task.p):
-            prompt = f"{a}{task.op}{b}="
+        op, out = operation(task.op), []
+        names = op.elements(task.p)
+        for a, b, c in op.table(task.p):
+            prompt = op.prompt(names[a], names[b])
+            answer = names[c]
             out.append(
-                Example(prompt, str(c), tok.encode(prompt), _answer_ids(tok, str(c)), a=a, b=b, c=c)
+                Example(prompt, answer, tok.encode(prompt), _answer_ids(tok, answer), a=a, b=b, c=c)
             )
         return out
     if task.kind == "text":
@@ -175,11 +169,10 @@ def describe(task: TaskConfig, splits: dict[str, Split]) -> str:
     """A short Markdown description of how the data was made and the split sizes."""
     total = sum(len(s) for s in splits.values())
     if task.kind == "modular":
+        op = operation(task.op)
         what = (
-            f"All equations `a {task.op} b = c (mod {task.p})`"
-            + f" with residues a, b in 0..{task.p - 1}"
-            + (" and b != 0 (c = a * b^-1 mod p)" if task.op == "/" else "")
-            + f": {total} equations. Text form `a{task.op}b=c`, {task.tokenizer}-level tokens; "
+            op.describe(task.p)
+            + f": {total} equations. Text form `a{op.symbol}b=c`, {task.tokenizer}-level tokens; "
             "the loss is on c only."
         )
     elif task.kind == "text":
@@ -204,9 +197,11 @@ def write_splits(task: TaskConfig, splits: dict[str, Split], out: Path) -> None:
         with open(out / f"{name}.csv", "w", newline="") as f:
             w = csv.writer(f)
             if task.kind == "modular":
+                op = operation(task.op)
+                names = op.elements(task.p)
                 w.writerow(["a", "op", "b", "c", "text"])
                 for e in splits[name].examples:
-                    w.writerow([e.a, task.op, e.b, e.c, e.prompt + e.answer])
+                    w.writerow([names[e.a], op.symbol, names[e.b], names[e.c], e.prompt + e.answer])
             else:
                 w.writerow(["prompt", "answer", "text"])
                 for e in splits[name].examples:

@@ -19,6 +19,7 @@ import yaml
 
 from grok.config import Config, apply_overrides, flatten, parse_set, set_dotted
 from grok.metrics import score_metric
+from grok.operations import OPERATIONS
 from grok.schema import ConfigError, check_int, check_keys
 from grok.search import Search, parse_search
 
@@ -107,7 +108,7 @@ SHORT_NAMES = {
     "train.batch_size": "bs",
     "seed": "seed",
 }
-OP_NAMES = {"+": "add", "-": "sub", "/": "div"}
+OP_NAMES = {op.name: op.slug for op in OPERATIONS.values()}
 
 
 def short(key: str) -> str:

@@ -9,6 +9,7 @@ import torch
 from grok.config import Config
 from grok.data import SPLITS, Split, build_splits, prompt_ids
 from grok.model import GPT
+from grok.operations import operation
 from grok.tokenizer import Tokenizer, build_tokenizer
 
 
@@ -30,6 +31,8 @@ def complete(
         ids = prompt_ids(cfg.task, tok, text)
         if not ids:
             raise ValueError("the prompt is empty and this task has no start token to begin from")
+        if cfg.task.kind == "modular":  # one equation of the task's operation, e.g. 12/5=
+            operation(cfg.task.op).parse("".join(tok.tokens(text)), cfg.task.p)
         if len(ids) >= model.max_len:
             raise ValueError(f"the prompt is {len(ids)} tokens; the model reads {model.max_len}")
         idx = torch.tensor([ids], device=device)

@@ -1,4 +1,4 @@
-"""Tokenizers: number-level (one token per residue, as in the paper) and character-level.
+"""Tokenizers: number-level (one token per residue or permutation, as in the paper) and char.
 
 Both read and write the same text form, `12/5=79`, and reserve three special tokens:
 pad (never in the loss), bos (starts text examples, so the empty prompt can be generated from)
@@ -11,6 +11,7 @@ import re
 import string
 
 from grok.config import TaskConfig
+from grok.operations import operation
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 OPS = ("+", "-", "/")
@@ -26,7 +27,9 @@ class Tokenizer:
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.pad_id, self.bos_id, self.eos_id = (self.index[s] for s in SPECIALS)
         self.number_level = number_level
-        self._pattern = re.compile(r"\d+|[+\-/=]|\s+") if number_level else None
+        # numbers, then each one-character symbol (operators and '=') on its own
+        marks = "".join(re.escape(s) for s in symbols if len(s) == 1 and not s.isalnum())
+        self._pattern = re.compile(rf"\d+|[{marks}]|\s+") if number_level else None
 
     @property
     def vocab_size(self) -> int:
@@ -65,9 +68,12 @@ class Tokenizer:
         return "".join(out)
 
 
-def number_tokenizer(p: int) -> Tokenizer:
-    """Residues 0..p-1 are tokens 0..p-1; then the operators, '=', then the specials."""
-    return Tokenizer(tuple(str(i) for i in range(p)) + OPS + ("=",), number_level=True)
+def number_tokenizer(p: int, op: str = "/") -> Tokenizer:
+    """The elements are the first tokens (residues 0..p-1 are tokens 0..p-1; S5's permutations
+    0..119); then + - /, then the operation's own symbol if it is another, '=', the specials."""
+    o = operation(op)
+    extra = () if o.symbol in OPS else (o.symbol,)
+    return Tokenizer(o.elements(p) + OPS + extra + ("=",), number_level=True)
 
 
 def char_tokenizer() -> Tokenizer:
@@ -76,4 +82,4 @@ def char_tokenizer() -> Tokenizer:
 
 def build_tokenizer(task: TaskConfig) -> Tokenizer:
     """The tokenizer a task uses; it depends only on the config, so a checkpoint rebuilds it."""
-    return number_tokenizer(task.p) if task.tokenizer == "number" else char_tokenizer()
+    return number_tokenizer(task.p, task.op) if task.tokenizer == "number" else char_tokenizer()

@@ -83,7 +83,7 @@ BAD = {
     "unknown nested key": ("config: {model: {n_layers: 2}}\n", [], ["'model.n_layers'"]),
     "wrong type": ("config: {model: {n_layer: two}}\n", [], ["model.n_layer", "wrong type"]),
     "bool for a number": ("config: {optim: {lr: true}}\n", [], ["optim.lr", "wrong type"]),
-    "not a literal": ("config: {task: {op: '*'}}\n", [], ["task.op", "'+', '-', '/'"]),
+    "not a literal": ("config: {task: {op: '**'}}\n", [], ["task.op", "'+', '-', '/'"]),
     "out of range": ("config: {optim: {lr: 0}}\n", [], ["optim.lr", "out of range"]),
     "fraction of 1": (
         "config: {task: {train_fraction: 1.5}}\n",

@@ -114,7 +114,7 @@ BAD_SEARCH = {
     "log of zero": ({"optim.weight_decay": {"loguniform": [0.0, 1.0]}}, {}, "lo > 0"),
     "floats for an integer": ({"model.n_layer": {"uniform": [1, 3]}}, {}, "an integer"),
     "unknown setting": ({"optim.lrr": {"uniform": [0.1, 0.2]}}, {}, "unknown key 'optim.lrr'"),
-    "bad choice": ({"task.op": {"choice": ["+", "*"]}}, {}, "task.op"),
+    "bad choice": ({"task.op": {"choice": ["+", "**"]}}, {}, "task.op"),
     "choice combination": (
         {"model.d_model": {"choice": [32, 36]}, "model.n_head": {"choice": [2, 8]}},
         {},
