@@ -1,14 +1,16 @@
 """Progress measures: the embedding's spectrum, restricted and excluded loss on built cases, the
-`analysis` section, the trainer's metrics and Tune's records."""
+`analysis` section, the trainer's metrics, Tune's records and the figure."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
 from grok.config import GROUP_OPS, Config, ConfigError, TaskConfig, apply_overrides
@@ -30,6 +32,8 @@ from grok.progress import (
 )
 from grok.select import read_reports, trial_dirs
 from grok.train import Trainer, main, next_eval_step
+from plotting import curves
+from plotting.results import Results, load
 
 ON = {"analysis.progress": True, "analysis.top_k": 2}
 
@@ -257,7 +261,37 @@ def test_cost_counts_the_evaluations_of_a_whole_run():
     assert min(cost["step"], cost["evaluation"], cost["measures"]) > 0
 
 
-# ---------------------------------------------------------------- Tune
+# ---------------------------------------------------------------- Tune and the figure
+
+
+def reports_to(reports: list[dict]):
+    return lambda event: reports.append(event.metrics)
+
+
+def write_results(root, name: str, overrides: dict) -> Results:
+    """Two seeds of the tiny config, trained for real, in Tune's folder layout."""
+    cfg = tiny(overrides)
+    folder = root / name
+    folder.mkdir(parents=True)
+    record = {"name": name, "grid": {"seed": [0, 1]}, "config": cfg.to_dict()}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(record))
+    for seed in (0, 1):
+        reports: list[dict] = []
+        Trainer(apply_overrides(cfg, {"seed": seed}, "test")).fit(reports_to(reports))
+        trial = folder / f"seed={seed}"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"seed": seed}))
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+    return load(folder)
+
+
+def test_curves_draw_the_measures_under_the_accuracy_when_reported(tmp_path):
+    with_measures = write_results(tmp_path, "measured", {**ON, "train.steps": 40})
+    paths = curves.write(with_measures, tmp_path / "plots")
+    assert paths["progress"].name == "progress.png" and paths["progress"].stat().st_size > 20_000
+    assert curves.key_freq_metrics(with_measures) == ["progress/key_freq_1", "progress/key_freq_2"]
+    plain = write_results(tmp_path, "plain", {"train.steps": 20})
+    assert "progress" not in curves.write(plain, tmp_path / "plain_plots")
 
 
 def test_a_tune_sweep_records_the_measures(tmp_path, ray_address):
