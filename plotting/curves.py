@@ -142,7 +142,8 @@ def key_freq_metrics(res: Results) -> list[str]:
 
 
 def mark_crossings(ax: Axes, rows: pd.DataFrame) -> None:
-    """Dotted lines at the mean step at which the runs' train and test accuracy reached 99%."""
+    """Dotted lines at the mean step at which train and test accuracy reached 99%, over the
+    runs that reached it."""
     for split in ("train", "test"):
         steps = [crossing(curve, f"{split}/acc", 0.99) for _, curve in rows.groupby("trial")]
         steps = [s for s in steps if s is not None]
