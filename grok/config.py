@@ -15,8 +15,12 @@ from typing import Any, Literal
 
 import yaml
 
-from grok.operations import OPERATIONS, OpName
+from grok.operations import OPERATIONS, OpName, is_prime
 from grok.schema import ConfigError, bounds, build, is_section
+
+# Operations whose table is a cyclic group's (a op b = x +- y in natural coordinates): where the
+# progress measures of grok/progress.py apply.
+GROUP_OPS = ("+", "-", "*", "/")
 
 
 @dataclass
@@ -109,6 +113,14 @@ class StopConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    # Progress measures of the Fourier algorithm (Nanda et al. 2023) at each full evaluation, for
+    # modular tasks whose table is a cyclic group's (grok/progress.py, docs/progress.md).
+    progress: bool = False
+    top_k: int = field(default=5, metadata=bounds(1))  # key frequencies
+
+
+@dataclass
 class Config:
     seed: int = field(default=0, metadata=bounds(0))
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -118,6 +130,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     stop: StopConfig = field(default_factory=StopConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,6 +187,22 @@ def validate(cfg: Config, source: str = "config") -> None:
         fail("eval.min_every", f"{cfg.eval.min_every} exceeds eval.max_every {cfg.eval.max_every}")
     if cfg.stop.settled and cfg.stop.after_grok_steps is None:
         fail("stop.settled", "only used with stop.after_grok_steps (a number of steps)")
+    if cfg.analysis.progress:
+        if t.kind != "modular" or t.tokenizer != "number" or t.op not in GROUP_OPS:
+            fail(
+                "analysis.progress",
+                "applies to modular tasks with op " + ", ".join(GROUP_OPS) + " and the number "
+                f"tokenizer; got kind {t.kind!r}, op {t.op!r}, tokenizer {t.tokenizer!r}",
+            )
+        if t.op in ("*", "/") and not is_prime(t.p):
+            fail("analysis.progress", f"{t.op} mod p is a cyclic group only for a prime p")
+        freqs = (t.p - 1 if t.op in ("*", "/") else t.p) // 2
+        if cfg.analysis.top_k > freqs:
+            fail(
+                "analysis.top_k",
+                f"{cfg.analysis.top_k} exceeds the {freqs} frequencies of {t.op} mod {t.p}; "
+                f"allowed: 1 to {freqs}",
+            )
 
 
 # ---------------------------------------------------------------- overrides

@@ -26,6 +26,7 @@ from grok.data import IGNORE, SPLITS, Split, build_splits
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
+from grok.progress import progress_metrics
 from grok.schema import ConfigError
 from grok.tokenizer import build_tokenizer
 
@@ -305,6 +306,8 @@ class Trainer:
         metrics = {"step": self.step, **self.evaluate()}
         metrics["lr"] = lr_at(self.cfg, max(0, self.step - 1))
         metrics["param_norm"] = self.param_norm()
+        if self.cfg.analysis.progress:
+            metrics.update(progress_metrics(self.model, self.splits, self.cfg))
         last_step, last_time = self._clock
         now = time.perf_counter()
         metrics["steps_per_s"] = (self.step - last_step) / (now - last_time) if self.step else 0.0

@@ -4,7 +4,9 @@ python -m plotting.curves results/ablation_wd [-o DIR] [--no-param-norm]
 
 Seeds are drawn as thin lines, with their mean and min-max band over the steps every seed
 reported. Division experiments whose only varying key is the seed also get a figure in the
-manner of Fig. 1 of Power et al. 2022 (train and held-out accuracy, log steps).
+manner of Fig. 1 of Power et al. 2022 (train and held-out accuracy, log steps). Runs that report
+the progress measures (`analysis.progress`, docs/progress.md) get them drawn under their accuracy
+curves on the same log-step axis (progress.png).
 """
 
 from __future__ import annotations
@@ -133,11 +135,79 @@ def plot_fig1(res: Results, path: Path) -> Path:
     return path
 
 
+def key_freq_metrics(res: Results) -> list[str]:
+    """progress/key_freq_1, _2, ... as reported, strongest first."""
+    keys = [c for c in res.frame.columns if c.startswith("progress/key_freq_")]
+    return sorted(keys, key=lambda c: int(c.rsplit("_", 1)[1]))
+
+
+def mark_crossings(ax: Axes, rows: pd.DataFrame) -> None:
+    """Dotted lines at the mean step at which train and test accuracy reached 99%, over the
+    runs that reached it."""
+    for split in ("train", "test"):
+        steps = [crossing(curve, f"{split}/acc", 0.99) for _, curve in rows.groupby("trial")]
+        steps = [s for s in steps if s is not None]
+        if steps:
+            ax.axvline(sum(steps) / len(steps), color=COLORS[split], ls=":", lw=1)
+
+
+def plot_progress(res: Results, path: Path) -> Path:
+    """One column per group: accuracy, then under it on the same log-step axis the embedding's
+    Fourier structure, the restricted and excluded losses, the weight norm and the key
+    frequencies; dotted lines mark the mean train and test 99% crossings."""
+    groups = list(group_rows(res, res.frame))
+    panels = ("acc", "fourier", "loss", "param_norm", "key_freq")
+    fig = Figure(figsize=(5.2 * len(groups), 11.5), layout="constrained")
+    axes = fig.subplots(len(panels), len(groups), squeeze=False, sharex="col")
+    keys = key_freq_metrics(res)
+    for col, (label, _, rows) in enumerate(groups):
+        acc, fourier, loss, norm, freq = axes[:, col]
+        for split in ("train", "test"):
+            draw(acc, rows, f"{split}/acc", COLORS[split], split)
+        acc.set_ylim(-0.02, 1.02)
+        acc.set_ylabel("accuracy")
+        seeds = rows["trial"].nunique()
+        acc.set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+        draw(fourier, rows, "progress/fourier_share", "tab:blue", f"top-{len(keys)} share")
+        draw(fourier, rows, "progress/fourier_gini", "tab:orange", "Gini")
+        fourier.set_ylim(-0.02, 1.02)
+        fourier.set_ylabel("embedding spectrum")
+        for split in ("train", "test"):
+            draw(loss, rows, f"{split}/loss", COLORS[split], f"{split} loss")
+        draw(loss, rows, "progress/restricted_loss", "tab:blue", "restricted")
+        draw(loss, rows, "progress/excluded_loss", "tab:orange", "excluded (train)")
+        loss.set_yscale("log")
+        loss.set_ylabel("loss (log)")
+        draw(norm, rows, "param_norm", "tab:purple", "weights")
+        norm.set_ylabel("parameter norm (L2)")
+        shown = rows[rows["step"] > 0]
+        for n, (_, run) in enumerate(shown.groupby("trial", sort=False)):
+            for rank, key in enumerate(keys):
+                freq.scatter(
+                    run["step"], run[key], s=24 / (rank + 1), color=f"C{n}", lw=0, alpha=0.7
+                )
+        freq.set_ylabel("key frequencies k\n(size: rank; colour: run)")
+        for ax in axes[:, col]:
+            mark_crossings(ax, rows)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3, which="major")
+        freq.set_xlabel("optimization step (log)")
+    for ax in axes[:3, 0]:
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{res.name}: progress measures\ndotted: mean train and test 99% crossings")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) -> dict[str, Path]:
-    """curves.png (and fig1.png where it applies) in `out`; their paths."""
+    """curves.png (and fig1.png and progress.png where they apply) in `out`; their paths."""
     paths = {"curves": plot_curves(res, out / f"{prefix}curves.png", param_norm)}
     if wants_fig1(res):
         paths["fig1"] = plot_fig1(res, out / f"{prefix}fig1.png")
+    if res.has("progress/restricted_loss"):
+        paths["progress"] = plot_progress(res, out / f"{prefix}progress.png")
     return paths
 
 
