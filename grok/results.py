@@ -10,6 +10,7 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -23,6 +24,25 @@ from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
 
 EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
+REPORTS = "result.json"  # a trial's reports, one JSON object per line (Tune writes it)
+REPORTS_ARCHIVED = "result.json.gz"  # the same in an archive (grok/archive.py)
+# Tune's bookkeeping in each report: not metrics of the run (and left out of archives).
+BOOKKEEPING = (
+    "config",
+    "timestamp",
+    "date",
+    "done",
+    "should_checkpoint",
+    "trial_id",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_this_iter_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "experiment_tag",
+)
+ARCHIVED_FROM = "archived_from"  # in an archive's record: the results folder it was made of
 RECORD_KEYS = ("grid", "search", "config")  # what must match for --resume
 
 
@@ -96,10 +116,12 @@ def default_metric(experiment_dir: Path) -> str:
 # ---------------------------------------------------------------- trial folders
 
 
+def has_reports(folder: Path) -> bool:
+    return (folder / REPORTS).exists() or (folder / REPORTS_ARCHIVED).is_file()
+
+
 def is_trial(folder: Path) -> bool:
-    return folder.is_dir() and (
-        (folder / "params.json").is_file() or (folder / "result.json").exists()
-    )
+    return folder.is_dir() and ((folder / "params.json").is_file() or has_reports(folder))
 
 
 def is_experiment(folder: Path) -> bool:
@@ -110,21 +132,24 @@ def is_experiment(folder: Path) -> bool:
 
 def trial_dirs(experiment_dir: Path) -> list[Path]:
     """The trials that have reported (or are about to: result.json exists)."""
-    return sorted(
-        d for d in experiment_dir.iterdir() if d.is_dir() and (d / "result.json").exists()
-    )
+    return sorted(d for d in experiment_dir.iterdir() if d.is_dir() and has_reports(d))
 
 
 def read_reports(trial_dir: Path) -> list[dict]:
     """Every report a trial made, in order; a line cut short by a running writer is skipped."""
-    path = trial_dir / "result.json"
-    rows = []
+    path, archived = trial_dir / REPORTS, trial_dir / REPORTS_ARCHIVED
     if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+        text = path.read_text()
+    elif archived.is_file():
+        text = gzip.decompress(archived.read_bytes()).decode()
+    else:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
     return rows
 
 
@@ -212,7 +237,7 @@ def find_checkpoint(
         if (folder / "model.pt").is_file() or (folder / "state.pt").is_file():
             return Found(folder)  # a checkpoint cut short: loading it says what is missing
     if not trial_dirs(p):
-        if (p / "result.json").exists():  # a trial folder itself
+        if has_reports(p):  # a trial folder itself
             trial, p = p.name, p.parent
         else:
             raise SelectionError(

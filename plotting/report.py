@@ -20,8 +20,15 @@ from grok.checkpoint import is_checkpoint, read_manifest
 from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, TaskConfig, apply_overrides, load_config
 from grok.experiment import load_experiment
-from grok.metrics import score_metric
-from grok.results import EXPERIMENT_FILE, SelectionError, find_checkpoint, is_experiment
+from grok.metrics import direction, score_metric
+from grok.results import (
+    EXPERIMENT_FILE,
+    SelectionError,
+    best_trial,
+    default_metric,
+    find_checkpoint,
+    is_experiment,
+)
 from plotting import curves, grok_steps, search, tables
 from plotting.results import NotAnExperiment, Results, load
 from plotting.study import Entry, Part, Study, load_study
@@ -80,6 +87,17 @@ def generated_text(res: Results, task: TaskConfig) -> str:
 
 def checkpoint_text(res: Results) -> str:
     """Where the best trial's best checkpoint is, for infer.py (a deliverable of each part)."""
+    if res.archived:  # no checkpoints in an archive: the best trial, from its reports
+        metric = default_metric(res.folder)
+        try:
+            best, last = best_trial(res.folder, metric, direction(metric))
+        except SelectionError as err:
+            return f"No trial to point to: {err}."
+        return (
+            f"Best trial by {metric}: `{best.name}` (last {metric} = {last.get(metric)}). "
+            f"Checkpoints are not archived: they stay in `{res.origin}` where the sweep ran "
+            f"(`python infer.py {res.origin} --eval` there)."
+        )
     try:
         found = find_checkpoint(res.folder)
     except SelectionError as err:
@@ -210,7 +228,7 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
         lines += [budget, ""]
     if res.trials.empty or res.frame.empty:
         return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
-    lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.folder}`).", ""]
+    lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.origin}`).", ""]
     metrics_csv = out / f"{res.name}_metrics.csv"
     res.frame.to_csv(metrics_csv, index=False)
     lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]

@@ -17,6 +17,8 @@ from grok.cli import Parser
 from grok.config import flatten
 from grok.experiment import trial_name
 from grok.results import (
+    ARCHIVED_FROM,
+    BOOKKEEPING,
     EXPERIMENT_FILE,
     is_experiment,
     is_trial,
@@ -26,22 +28,6 @@ from grok.results import (
 )
 
 SEED = "seed"
-# Tune's bookkeeping in each report: not metrics of the run.
-BOOKKEEPING = (
-    "config",
-    "timestamp",
-    "date",
-    "done",
-    "should_checkpoint",
-    "trial_id",
-    "pid",
-    "hostname",
-    "node_ip",
-    "time_this_iter_s",
-    "time_since_restore",
-    "iterations_since_restore",
-    "experiment_tag",
-)
 TEXT_COLUMNS = ("status", "checkpoint_dir_name")
 
 
@@ -73,6 +59,16 @@ class Results:
     @property
     def command(self) -> str:
         return self.meta.get("command") or f"python tune_main.py {self.source}"
+
+    @property
+    def origin(self) -> str:
+        """Where the results were made: an archive's source folder, else this folder."""
+        return str(self.meta.get(ARCHIVED_FROM) or self.folder)
+
+    @property
+    def archived(self) -> bool:
+        """An archive (grok/archive.py): reports and parameters, no checkpoints."""
+        return ARCHIVED_FROM in self.meta
 
     def has(self, metric: str) -> bool:
         """Whether any trial reported a value of `metric` (sanity runs have no test split)."""

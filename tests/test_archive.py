@@ -1,0 +1,70 @@
+"""Archives of results folders: compact, deterministic, and read by the report as the folder is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import ROOT, assert_one_line_error, run_cli
+from test_plotting import wd_experiment
+
+from grok.archive import archive
+from grok.results import REPORTS_ARCHIVED, read_reports, trial_dirs
+
+CHECKPOINT_LINES = ("Best checkpoint", "No checkpoint", "Best trial by")
+
+
+def build_report(cwd: Path) -> dict[str, bytes]:
+    env = {"PYTHONPATH": str(ROOT)}
+    proc = run_cli("-m", "plotting.report", "results", "--out", "report", cwd=cwd, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return {p.name: p.read_bytes() for p in sorted((cwd / "report").iterdir())}
+
+
+def test_report_from_an_archive_is_the_report_from_the_results(tmp_path):
+    raw = wd_experiment(tmp_path / "raw" / "results")
+    here = os.getcwd()
+    os.chdir(tmp_path / "raw")  # a relative source, as `python -m grok.archive results/NAME`
+    try:
+        archive(Path("results") / raw.name, tmp_path / "kept" / "results")
+    finally:
+        os.chdir(here)
+    from_raw = build_report(tmp_path / "raw")
+    from_archive = build_report(tmp_path / "kept")
+    assert from_raw.keys() == from_archive.keys()
+    for name in from_raw:
+        if name == "REPORT.md":
+            continue
+        assert from_raw[name] == from_archive[name], name  # tables, CSVs and figures alike
+    lines = lambda text: [
+        ln for ln in text.decode().splitlines() if not ln.startswith(CHECKPOINT_LINES)
+    ]
+    assert lines(from_raw["REPORT.md"]) == lines(from_archive["REPORT.md"])
+    assert "Checkpoints are not archived" in from_archive["REPORT.md"].decode()
+
+
+def test_archive_keeps_every_metric_drops_bookkeeping_and_is_deterministic(tmp_path):
+    raw = wd_experiment(tmp_path / "results")
+    first = archive(raw, tmp_path / "a")
+    second = archive(raw, tmp_path / "b")
+    for trial in trial_dirs(first):
+        assert (trial / REPORTS_ARCHIVED).read_bytes() == (
+            tmp_path / "b" / first.name / trial.name / REPORTS_ARCHIVED
+        ).read_bytes()
+        kept = read_reports(trial)
+        original = read_reports(raw / trial.name)
+        assert len(kept) == len(original)
+        for k, o in zip(kept, original):
+            assert "config" not in k and "hostname" not in k
+            assert {key: v for key, v in o.items() if key in k} == k
+            assert k["step"] == o["step"] and k["test/acc"] == o["test/acc"]
+    assert sum(len(read_reports(t)) for t in trial_dirs(first)) > 10
+    errored = [t.name for t in trial_dirs(raw) if (t / "error.txt").exists()]
+    assert errored and all((first / name / "error.txt").is_file() for name in errored)
+    assert second.name == first.name
+
+
+def test_archive_cli_refuses_what_is_not_a_results_folder(tmp_path):
+    proc = run_cli("-m", "grok.archive", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, str(tmp_path))
+    assert not (tmp_path / "out").exists()
