@@ -29,7 +29,7 @@ from grok.results import (
     find_checkpoint,
     is_experiment,
 )
-from plotting import curves, grok_steps, search, tables
+from plotting import curves, grok_steps, progress, search, tables
 from plotting.results import NotAnExperiment, Results, load
 from plotting.study import Entry, Part, Study, load_study
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
@@ -235,6 +235,9 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
         lines += [f"![{res.name} {kind}]({path.name})", ""]
+    moved = progress.write(res, out, prefix)
+    if moved:
+        lines += [moved["md"].read_text(), f"The same as CSV: `{moved['csv'].name}`.", ""]
     if res.searched:
         paths = search.write(res, out, prefix)
         lines += [f"![{res.name} search]({paths['png'].name})", "", paths["md"].read_text()]

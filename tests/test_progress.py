@@ -309,3 +309,31 @@ def test_a_tune_sweep_records_the_measures(tmp_path, ray_address):
         assert math.isfinite(r["progress/restricted_loss"])
         assert math.isfinite(r["progress/excluded_loss"])
     assert "progress/key_freq_4" not in reports[0]
+
+
+def test_halfway_steps_and_fixed_keys_from_a_hand_made_curve():
+    import pandas as pd
+
+    from plotting.progress import halfway, keys_fixed, verdict
+
+    curve = pd.DataFrame(
+        {
+            "step": [0, 100, 200, 300, 400],
+            "test/acc": [0.0, 0.1, 0.2, 0.9, 1.0],
+            "progress/fourier_share": [0.1, 0.3, 0.6, 0.9, 0.9],
+            "progress/excluded_loss": [1.0, 1.0, 3.0, 5.0, 5.0],
+            "progress/key_freq_1": [3, 7, 14, 14, 14],
+            "progress/key_freq_2": [9, 14, 7, 7, 7],
+        }
+    )
+    assert halfway(curve, "test/acc") == 300  # 0.9 is the first value at or past 0.5
+    assert halfway(curve, "progress/fourier_share") == 200  # (0.6 - 0.1) / 0.8 >= 0.5
+    assert halfway(curve, "progress/excluded_loss") == 200  # a rise: (3 - 1) / 4
+    assert keys_fixed(curve) == 100  # {7, 14} from step 100 on, in either order
+    table = pd.DataFrame(
+        [
+            {"Fourier share": 200, "test acc half-way": 300},
+            {"Fourier share": 500, "test acc half-way": 300},
+        ]
+    )
+    assert "in 1 of 2 runs" in verdict(table)

@@ -1,0 +1,134 @@
+"""When each progress measure moves, against the accuracy crossings: a table per trial.
+
+python -m plotting.progress results/progress_measures [-o DIR]
+
+A measure "moves" at the first evaluation by which it has made half of its whole change (from
+its value at step 0 to its value at the run's last evaluation); test accuracy's half-way step
+is found the same way. The key frequencies are "fixed" from the first evaluation after which the
+set of top-k frequencies never changes again. Runs that report no progress measures
+(`analysis.progress` off) have no table.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from grok.cli import fail
+from grok.metrics import crossing_key
+from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
+from plotting.tables import fmt_steps, markdown_table
+
+SHARE = "progress/fourier_share"
+MEASURES = {
+    SHARE: "Fourier share",
+    "progress/fourier_gini": "Gini",
+    "progress/restricted_loss": "restricted loss",
+    "progress/excluded_loss": "excluded loss",
+}
+HALF = 0.5
+
+
+def halfway(curve: pd.DataFrame, metric: str, q: float = HALF) -> int | None:
+    """The first step by which `metric` has made `q` of its change from step 0 to the end."""
+    values = curve[["step", metric]].dropna()
+    if len(values) < 2:
+        return None
+    start, end = values[metric].iloc[0], values[metric].iloc[-1]
+    if end == start:
+        return None
+    done = (values[metric] - start) / (end - start)
+    return int(values["step"][done >= q].iloc[0])
+
+
+def keys_fixed(curve: pd.DataFrame) -> int | None:
+    """The step from which the set of key frequencies stays what it is at the end."""
+    cols = sorted(c for c in curve.columns if c.startswith("progress/key_freq_"))
+    rows = curve[["step", *cols]].dropna()
+    if rows.empty:
+        return None
+    sets = [frozenset(r) for r in rows[cols].itertuples(index=False)]
+    first = len(sets) - 1
+    while first > 0 and sets[first - 1] == sets[-1]:
+        first -= 1
+    return int(rows["step"].iloc[first])
+
+
+def first_reported(curve: pd.DataFrame, key: str) -> int | None:
+    got = curve[key].dropna() if key in curve else pd.Series(dtype=float)
+    return int(got.iloc[0]) if len(got) else None
+
+
+def moves(res: Results) -> pd.DataFrame:
+    """Per trial: the 99% crossings, test accuracy's half-way step, each measure's half-way step
+    and the step its key frequencies are fixed from."""
+    rows = []
+    for trial, curve in res.frame.groupby("trial", sort=False):
+        curve = curve.sort_values("step")
+        row = {"trial": trial, "train 99%": first_reported(curve, crossing_key("train/acc", 0.99))}
+        row["test acc half-way"] = halfway(curve, "test/acc")
+        row["test 99%"] = first_reported(curve, crossing_key("test/acc", 0.99))
+        for metric, label in MEASURES.items():
+            row[label] = halfway(curve, metric) if metric in curve else None
+        row["keys fixed"] = keys_fixed(curve)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """Whether the Fourier share made half its change before test accuracy made half of its."""
+    both = table.dropna(subset=["Fourier share", "test acc half-way"])
+    if both.empty:
+        return "No run has both a Fourier-share and a test-accuracy change to compare."
+    lead = both["test acc half-way"] - both["Fourier share"]
+    before = int((lead > 0).sum())
+    return (
+        f"The Fourier share made half of its change before test accuracy made half of its in "
+        f"{before} of {len(both)} runs (by {lead.median():.0f} steps, median; a negative "
+        f"number means after)."
+    )
+
+
+def markdown(table: pd.DataFrame) -> str:
+    head = list(table.columns)
+    rows = [[r["trial"], *(fmt_steps(r[c]) for c in head[1:])] for r in table.to_dict("records")]
+    return (
+        "Half-way steps: the first evaluation by which a quantity has made half of its change "
+        "from step 0 to the run's end (losses: half of their fall or rise). Keys fixed: the "
+        "step from which the set of key frequencies no longer changes.\n\n"
+        + markdown_table(head, rows)
+        + "\n\n"
+        + verdict(table)
+    )
+
+
+def write(res: Results, out: Path, prefix: str = "") -> dict[str, Path] | None:
+    """progress_moves.csv and .md in `out`, or None when the runs report no progress measures."""
+    if not res.has(SHARE):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    table = moves(res)
+    paths = {"csv": out / f"{prefix}progress_moves.csv", "md": out / f"{prefix}progress_moves.md"}
+    table.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(markdown(table) + "\n")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = experiment_parser("python -m plotting.progress", __doc__.split("\n")[0], "results/NAME")
+    args = ap.parse_args(argv)
+    try:
+        res = load_reported(args.folder)
+    except NotAnExperiment as err:
+        return fail(err)
+    paths = write(res, out_dir(res, args.out))
+    if paths is None:
+        return fail(f"{args.folder}: no trial reports progress measures (analysis.progress)")
+    print(paths["md"].read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
