@@ -98,7 +98,7 @@ def wants_fig1(res: Results) -> bool:
     return task.get("op") == "/" and one_recipe and res.has("test/acc")
 
 
-def plot_fig1(res: Results, path: Path) -> Path:
+def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
     """Train and held-out accuracy against steps on a log axis, as in Power et al. Fig. 1."""
     task = res.meta.get("config", {}).get("task", {})
     fig = Figure(figsize=(6.4, 4.4), layout="tight")
@@ -125,7 +125,7 @@ def plot_fig1(res: Results, path: Path) -> Path:
     frac = task.get("train_fraction")
     ax.set_title(
         f"x/y (mod {task.get('p')}), {frac:.0%} of equations for training, "
-        f"{seeds} seed{'s' * (seeds != 1)}",
+        f"{seeds} seed{'s' * (seeds != 1)}" + (f", {note}" if note else ""),
         fontsize=10,
     )
     ax.grid(alpha=0.3)

@@ -23,7 +23,7 @@ from grok.schema import ConfigError, build, check_int, check_keys
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
-ENTRY_KEYS = ("name", "intro", "args")
+ENTRY_KEYS = ("name", "intro", "args", "law", "fig1")
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Entry:
     name: str
     intro: str = ""  # the report's introduction; empty: the experiment's own description
     args: str = ""  # extra tune_main.py arguments (budgets) the study runs it with
+    law: str = ""  # a grid key to fit grokking time against in log-log (plotting/law.py)
+    fig1: str = ""  # a group (e.g. wd=0.1) to draw as the paper's Fig. 1, beside the whole grid
 
     @property
     def file(self) -> str:
@@ -58,8 +60,12 @@ class Study:
     def entries(self) -> list[Entry]:
         return [e for part in self.parts for e in part.experiments]
 
+    def entry(self, name: str) -> Entry:
+        """The study's entry for an experiment; a bare one for an experiment it does not name."""
+        return next((e for e in self.entries if e.name == name), Entry(name))
+
     def intro_of(self, name: str) -> str:
-        return next((e.intro for e in self.entries if e.name == name), "")
+        return self.entry(name).intro
 
 
 def _part(raw: Any, where: str) -> Part:
@@ -73,7 +79,7 @@ def _part(raw: Any, where: str) -> Part:
             raise ConfigError(f"{where}.experiments[{i}]: a name or {{name, intro, args}}")
         check_keys(item, ENTRY_KEYS, f"{where}.experiments[{i}]")
         if not all(isinstance(item.get(k, ""), str) for k in ENTRY_KEYS) or not item.get("name"):
-            raise ConfigError(f"{where}.experiments[{i}]: name, intro and args are strings")
+            raise ConfigError(f"{where}.experiments[{i}]: {', '.join(ENTRY_KEYS)} are strings")
         entries.append(Entry(**item))
     data = None
     if "data" in raw:

@@ -1,0 +1,58 @@
+"""The power-law fit of grokking time (plotting/law.py); the study file's law and fig1 entries."""
+
+from __future__ import annotations
+
+import math
+
+import yaml
+from conftest import run_cli
+from test_plotting import write_experiment, write_trial
+
+from plotting.law import law
+from plotting.results import load
+
+WD = "optim.weight_decay"
+
+
+def law_experiment(root):
+    """Test accuracy reaches 100% at 2000/wd steps (times 1.02 per seed); one run never does."""
+    exp = write_experiment(root, "law", {WD: [0.25, 0.5, 1.0, 2.0], "seed": [0, 1, 2]})
+    for wd in (0.25, 0.5, 1.0, 2.0):
+        for seed in (0, 1, 2):
+            params = {WD: wd, "seed": seed}
+            if wd == 0.25 and seed == 2:
+                write_trial(exp, params, [0, 1, 1, 1], [0, 0, 0.2, 0.3], steps=[0, 200, 4000, 9000])
+                continue
+            at = round(2000 / wd * 1.02**seed)
+            write_trial(exp, params, [0, 1, 1, 1], [0, 0, 0.5, 1.0], steps=[0, 200, at - 1, at])
+    return exp
+
+
+def test_slope_of_an_inverse_law_is_minus_one_and_censored_runs_are_not_fitted(tmp_path):
+    table = law(load(law_experiment(tmp_path)), WD).set_index("threshold")
+    row = table.loc[100]
+    assert (row["runs"], row["fitted"], row["censored"]) == (12, 11, 1)
+    assert math.isclose(row["slope"], -1.0, abs_tol=0.01)  # seed 2 lacks its wd=0.25 run
+    assert row["slope_lo"] <= -1.0 <= row["slope_hi"] and row["slope_hi"] - row["slope_lo"] < 0.02
+    assert math.isclose(10 ** row["intercept"], 2000 * 1.02, rel_tol=0.02)
+    again = law(load(tmp_path / "law"), WD).set_index("threshold")
+    assert again.loc[100, "slope_lo"] == row["slope_lo"]  # the bootstrap is seeded
+
+
+def test_study_entry_draws_the_law_and_a_group_fig1_with_its_delay(tmp_path):
+    law_experiment(tmp_path / "results")
+    study = tmp_path / "study.yaml"
+    entry = {"name": "law", "law": WD, "fig1": "wd=0.25"}
+    study.write_text(
+        yaml.safe_dump({"title": "t", "parts": [{"title": "p", "experiments": [entry]}]})
+    )
+    out = tmp_path / "report"
+    proc = run_cli(
+        "-m", "plotting.report", str(tmp_path / "results"), "--out", str(out), "--study", str(study)
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "REPORT.md").read_text()
+    assert (out / "law_law.png").is_file() and (out / "law_fig1_wd=0.25.png").is_file()
+    assert "| 100% | 12 | 11 | 1 | -1.00 |" in text
+    # wd=0.25: train 99% at 200, test 99% at 8000 and 8160: 1.60 and 1.61 decades
+    assert "1.61 decades of steps on average (1.60, 1.61; 2 of 3 seeds reached both)" in text
