@@ -11,13 +11,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from grok.cli import Parser, fail
 from grok.config import ConfigError, TaskConfig
 from grok.experiment import load_experiment, trial_name
 from grok.operations import operation
+from grok.splits import split_indices
 from grok.tokenizer import Tokenizer, build_tokenizer
 
 IGNORE = -100  # target value that the loss and accuracy skip
@@ -130,14 +130,6 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
 
 
 # ---------------------------------------------------------------- splits
-
-
-def split_indices(n: int, train_fraction: float, val_fraction: float, data_seed: int):
-    """Disjoint train/val/test index arrays covering range(n), fixed by `data_seed` alone."""
-    perm = np.random.default_rng(data_seed).permutation(n)
-    n_train = max(1, round(train_fraction * n))
-    n_val = min(round(val_fraction * n), n - n_train)
-    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
 
 
 def _tensorize(name: str, examples: list[Example], pad_id: int) -> Split:

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 
 from grok.cli import fail
 from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
+from grok.splits import n_test
 from plotting.results import (
     NotAnExperiment,
     Results,
@@ -25,6 +26,7 @@ from plotting.results import (
     group_rows,
     load_reported,
     out_dir,
+    trial_task,
 )
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, missing, short
 
@@ -42,6 +44,24 @@ def crossing(curve: pd.DataFrame, metric: str, threshold: float) -> int | None:
         if curve[metric].notna().any() and not any(reached(v, threshold) for v in curve[metric]):
             return None
     return first_crossing(curve["step"], curve[metric], threshold)
+
+
+def closest(res: Results, trial: dict, curve: pd.DataFrame) -> dict:
+    """How close a run came on the test split: its best accuracy and the split's size."""
+    best = curve["test/acc"].max() if "test/acc" in curve else None
+    task = trial_task(res, trial)
+    return {"best_test": best, "test_size": None if task is None else n_test(task)}
+
+
+def wrong_text(row: dict) -> str:
+    """'best test 0.9987: 5 of 3725 wrong' for a run that never got every test equation right."""
+    best, size = row.get("best_test"), row.get("test_size")
+    if missing(best):
+        return ""
+    if missing(size):
+        return f"; best test {best:.4f}"
+    wrong = int(size) - round(float(best) * int(size))
+    return f"; best test {best:.4f}: {wrong} of {int(size)} wrong"
 
 
 def crossings(res: Results) -> pd.DataFrame:
@@ -64,11 +84,18 @@ def crossings(res: Results) -> pd.DataFrame:
                     "censored": gap is None,
                     "last_step": trial["last_step"],
                     "budget": trial["budget"],
+                    **closest(res, trial, curve),
                 }
             )
     columns = ["trial", *res.keys, "status", *CROSSING_COLUMNS, "last_step", "budget"]
+    columns += ["best_test", "test_size"]
     return pd.DataFrame(rows, columns=columns).astype(
-        {"train_step": "Int64", "test_step": "Int64", "steps_to_grok": "Int64"}
+        {
+            "train_step": "Int64",
+            "test_step": "Int64",
+            "steps_to_grok": "Int64",
+            "test_size": "Int64",
+        }
     )
 
 
@@ -126,7 +153,7 @@ def markdown(res: Results, summary: pd.DataFrame, cross: pd.DataFrame) -> str:
         [r["trial"], r["status"], f"{r['threshold']}%", fmt_steps(r["train_step"])]
         + [fmt_steps(r["test_step"])]
         + [
-            f"censored at {stopped_at(r['last_step'])}"
+            f"censored at {stopped_at(r['last_step'])}" + wrong_text(r)
             if r["censored"]
             else fmt_steps(r["steps_to_grok"])
         ]

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from grok.cli import Parser
-from grok.config import flatten
+from grok.config import Config, ConfigError, TaskConfig, apply_overrides, flatten
 from grok.experiment import trial_name
 from grok.results import (
     ARCHIVED_FROM,
@@ -73,6 +73,16 @@ class Results:
     def has(self, metric: str) -> bool:
         """Whether any trial reported a value of `metric` (sanity runs have no test split)."""
         return metric in self.frame and self.frame[metric].notna().any()
+
+
+def trial_task(res: Results, values: dict[str, Any]) -> TaskConfig | None:
+    """A trial's task: the record's config with the trial's task.* values; None without one."""
+    try:
+        base = Config.from_dict(res.meta["config"], str(res.folder))
+        task = {k: v for k, v in values.items() if k.startswith("task.") and v is not None}
+        return apply_overrides(base, task, str(res.folder)).task
+    except (KeyError, TypeError, ConfigError):
+        return None
 
 
 def group_label(values: dict[str, Any]) -> str:

@@ -56,3 +56,15 @@ def test_study_entry_draws_the_law_and_a_group_fig1_with_its_delay(tmp_path):
     assert "| 100% | 12 | 11 | 1 | -1.00 |" in text
     # wd=0.25: train 99% at 200, test 99% at 8000 and 8160: 1.60 and 1.61 decades
     assert "1.61 decades of steps on average (1.60, 1.61; 2 of 3 seeds reached both)" in text
+
+
+def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
+    from plotting.grok_steps import crossings, markdown, summarize
+
+    res = load(law_experiment(tmp_path))
+    cross = crossings(res)
+    row = cross[(cross["trial"] == "wd=0.25,seed=2") & (cross["threshold"] == 100)].iloc[0]
+    # x/y mod 97 at the default splits: 9312 equations, 3725 of them in the test split
+    assert (row["best_test"], row["test_size"]) == (0.3, 3725)
+    text = markdown(res, summarize(res, cross), cross)
+    assert "censored at 9000; best test 0.3000: 2608 of 3725 wrong" in text
