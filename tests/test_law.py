@@ -64,7 +64,8 @@ def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
     res = load(law_experiment(tmp_path))
     cross = crossings(res)
     row = cross[(cross["trial"] == "wd=0.25,seed=2") & (cross["threshold"] == 100)].iloc[0]
-    # x/y mod 97 at the default splits: 9312 equations, 3725 of them in the test split
+    # x/y mod 97 at the default splits: 9312 equations, 3725 of them in the test split, and
+    # 0.3 of 3725 rounds to 1118 right
     assert (row["best_test"], row["test_size"]) == (0.3, 3725)
     text = markdown(res, summarize(res, cross), cross)
-    assert "censored at 9000; best test 0.3000: 2608 of 3725 wrong" in text
+    assert "censored at 9000; best test 0.3000: 2607 of 3725 wrong" in text
