@@ -64,24 +64,27 @@ def base_config(res: Results) -> Config | None:
         return None
 
 
-def generated_text(res: Results, task: TaskConfig) -> str:
-    """What the best checkpoint of a text task generates from the unmasked prefix."""
+def generated_text(res: Results, task: TaskConfig, out: Path) -> str:
+    """What the best checkpoint of a text task generates from the unmasked prefix (for an
+    archive, which has no checkpoints: the weights shipped beside the report)."""
     from grok.checkpoint import CheckpointError, load_model
     from grok.inference import complete  # torch: loaded only when a sanity run is present
 
     prompt = (task.text or "")[: task.mask_first]
     metric = score_metric(res.has("val/acc"))
-    command = f'python infer.py {res.folder} --prompt "{prompt}"'
-    command += "" if metric == "val/acc" else f" --metric {metric}"
+    shipped = out / WEIGHTS / res.name
+    source = shipped if res.archived and is_checkpoint(shipped) else res.folder
+    command = f'python infer.py {source} --prompt "{prompt}"'
+    command += "" if metric == "val/acc" or source == shipped else f" --metric {metric}"
     try:
-        found = find_checkpoint(res.folder, metric)
+        found = find_checkpoint(source, metric)
         model, cfg = load_model(found.checkpoint)
         text = prompt + complete(model, cfg, [prompt])[0]
     except (SelectionError, CheckpointError, ConfigError, ValueError) as err:
         return f"No string could be generated (`{command}`): {err}."
     verdict = "exactly the training string" if text == task.text else f"not `{task.text}`"
     return (
-        f"`{command}` ({found.note}) generates `{text}`: {verdict}. "
+        f"`{command}`{f' ({found.note})' if found.note else ''} generates `{text}`: {verdict}. "
         f"Checkpoint: `{found.checkpoint}`."
     )
 
@@ -109,7 +112,7 @@ def checkpoint_text(res: Results) -> str:
     )
 
 
-def sanity_text(res: Results) -> list[str]:
+def sanity_text(res: Results, out: Path) -> list[str]:
     """Final training loss per trial, and the generated string of a text task."""
     last = res.frame.groupby("trial", sort=False).tail(1)
     lines = [
@@ -119,7 +122,7 @@ def sanity_text(res: Results) -> list[str]:
     ]
     cfg = base_config(res)
     if cfg is not None and cfg.task.kind == "text":
-        lines += ["", generated_text(res, cfg.task)]
+        lines += ["", generated_text(res, cfg.task, out)]
     return lines
 
 
@@ -306,7 +309,7 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
         if shipped:
             lines += [shipped, ""]
     else:
-        lines += sanity_text(res) + [""]
+        lines += sanity_text(res, out) + [""]
     return "\n".join(lines)
 
 
