@@ -3,6 +3,7 @@ and with which arguments it runs.
 
 python -m plotting.study report/study.yaml      # the run queue: one tune_main.py argument line
                                                 # per experiment, in report order
+python -m plotting.study report/study.yaml --estimate   # trials, and a bound on the time
 
 `plotting.report` reads it for the report's structure; `scripts/study.sh` reads the queue, so the
 list of experiments is written once. The format is described in docs/results.md.
@@ -111,12 +112,52 @@ def load_study(path: str | Path) -> Study:
     return study
 
 
+BENCH_LINE = "2 concurrent 1-CPU trials, total"  # benchmarks/cpu-*.txt: two lanes' steps/s
+FALLBACK_RATE = 23.5  # that line on a 2-core CPU (benchmarks/cpu-2026-11-30.txt)
+
+
+def lanes_rate(bench_dir: Path = Path("benchmarks")) -> tuple[float, str]:
+    """Steps/s of two 1-CPU trials together, from the newest CPU benchmark table."""
+    for table in sorted(bench_dir.glob("cpu-*.txt"), reverse=True):
+        for line in table.read_text().splitlines():
+            if line.startswith(BENCH_LINE):
+                return float(line[len(BENCH_LINE) :].split()[0]), str(table)
+    return FALLBACK_RATE, "the default"
+
+
+def estimate(study: Study) -> list[str]:
+    """Trials and the most steps each experiment can take, and the time that bounds on 2 lanes."""
+    from grok.experiment import load_experiment
+
+    lines, trials, steps = [], 0, 0
+    for entry in study.entries:
+        sets = [s.strip() for s in entry.args.split("--set")[1:]]
+        exp = load_experiment(entry.file, sets)
+        n, budget = exp.num_trials, exp.base.train.steps
+        trials, steps = trials + n, steps + n * budget
+        lines.append(f"  {entry.name}: {n} trial{'s' * (n != 1)}, at most {n * budget:,} steps")
+    rate, source = lanes_rate()
+    hours = steps / rate / 3600
+    lines.append(
+        f"{len(study.entries)} experiments, {trials} trials, at most {steps:,} steps: at most "
+        f"{hours:.1f} hours at {rate:g} steps/s on two lanes ({source}); runs that stop soon "
+        "after grokking take far less."
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m plotting.study", description=__doc__.split("\n")[0])
     ap.add_argument("study", help="a study file, e.g. report/study.yaml")
+    ap.add_argument(
+        "--estimate", action="store_true", help="the number of trials and a bound on the time"
+    )
     args = ap.parse_args(argv)
     try:
         study = load_study(args.study)
+        if args.estimate:
+            print("\n".join(estimate(study)))
+            return 0
     except ConfigError as err:
         return fail(err)
     for entry in study.entries:

@@ -7,7 +7,7 @@
 # exception: it runs its file's 2 trials at once (a third process on the 2 cores while it lasts),
 # and the points Optuna proposes depend on the order results come back.
 #
-#   bash scripts/study.sh              # about 2.5 hours on a 2-core CPU
+#   bash scripts/study.sh              # prints the trials and a bound on the time first
 #   bash scripts/study.sh --resume     # continue after an interruption (finished trials stay)
 #
 # The budgets are smaller than the assignment's 1e5 steps so that the study fits in 2.5 hours; the
@@ -21,6 +21,7 @@ AGAIN=""
 # One line per experiment: its file and the arguments of its budget, from the study file.
 mapfile -t QUEUE < <(python -m plotting.study report/study.yaml)
 (( ${#QUEUE[@]} )) || { echo "error: report/study.yaml lists no experiment" >&2; exit 2; }
+python -m plotting.study report/study.yaml --estimate
 
 mkdir -p results
 ray start --head --num-cpus=2 --include-dashboard=false >results/study-ray.log 2>&1
@@ -39,11 +40,17 @@ lane() {  # takes the next experiment off the queue until none is left
     # shellcheck disable=SC2086
     python tune_main.py --address auto --max-concurrent 1 $AGAIN "${args[@]}" \
       >"results/study-$name.log" 2>&1 || echo "$(date +%T) lane $1: $name exited $?"
+    # Its reports and parameters into the repository's archive, as soon as it is done.
+    python -m grok.archive "results/$name" --out report/data || true
   done
 }
 lane 1 & lane 2 & wait
 echo "$(date +%T) all done"
-# One model each for add/sub and division, weights only (a few MB), that infer.py loads.
+# Weights only (a few MB each), that infer.py loads: the sanity models (the report shows what
+# they generate) and one model each for add/sub and division.
+for name in sanity_memorize sanity_mask3; do
+  python -m grok.export "results/$name" --out "report/weights/$name"
+done
 python -m grok.export results/addsub --trial "op=add,layers=2,p=97,seed=0" --out report/weights/addsub
 python -m grok.export results/division_grokking --trial seed=0 --out report/weights/division_grokking
-python -m plotting.report results/ --out report/
+python -m plotting.report report/data --out report/  # the archive: what a fresh clone rebuilds from

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import yaml
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from test_plotting import write_experiment, write_trial
 
 from plotting.law import law
@@ -69,3 +69,11 @@ def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
     assert (row["best_test"], row["test_size"]) == (0.3, 3725)
     text = markdown(res, summarize(res, cross), cross)
     assert "censored at 9000; best test 0.3000: 2607 of 3725 wrong" in text
+
+
+def test_study_estimate_counts_trials_and_bounds_the_time():
+    from plotting.study import estimate, load_study
+
+    lines = estimate(load_study(ROOT / "report" / "study.yaml"))
+    assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
+    assert lines[-1].startswith("17 experiments, 147 trials") and "hours at" in lines[-1]

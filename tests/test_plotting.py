@@ -354,7 +354,9 @@ def test_report_states_a_cut_budget_ships_weights_metrics_and_the_discussion(tmp
     frame = load(exp).frame
     assert len(metrics) == len(frame) == 11
     assert metrics["test/acc"].tolist() == frame["test/acc"].tolist()
-    assert text.rstrip().endswith("## 8. Discussion\n\nSeeds agree to within 3%.")
+    assert text.rstrip().endswith(
+        f"## {len(load_study(STUDY).parts) + 2}. Discussion\n\nSeeds agree to within 3%."
+    )
 
 
 def test_spikes_count_runs_that_fall_back_after_memorizing(tmp_path):
@@ -381,7 +383,8 @@ def test_report_has_every_section_names_missing_and_matches_the_frame(tmp_path):
     out = tmp_path / "report"
     assert report.main([str(root), "--out", str(out), "--study", str(STUDY)]) == 0
     text = (out / "REPORT.md").read_text()
-    titles = [part.title for part in load_study(STUDY).parts] + ["7. Other experiments"]
+    parts = load_study(STUDY).parts
+    titles = [part.title for part in parts] + [f"{len(parts) + 1}. Other experiments"]
     positions = [text.index(f"## {t}") for t in titles]
     assert positions == sorted(positions)
     for name in ("sanity_mask3", "division_grokking", "ablation_data_fraction", "ablation_dropout"):
