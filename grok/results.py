@@ -20,8 +20,10 @@ from typing import Any
 import yaml
 
 from grok.checkpoint import is_checkpoint
+from grok.config import Config
 from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
+from grok.schema import ConfigError
 
 EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
 REPORTS = "result.json"  # a trial's reports, one JSON object per line (Tune writes it)
@@ -98,6 +100,10 @@ def same_experiment(folder: Path, exp: Experiment) -> str | None:
     if old is None:
         return f"{folder} has no {EXPERIMENT_FILE}"
     new = experiment_record(exp)
+    try:  # a setting added since the folder was made takes its default there too
+        old["config"] = Config.from_dict(old.get("config") or {}, str(folder)).to_dict()
+    except ConfigError:
+        return f"its config differs from {exp.source}'s"
     for key in RECORD_KEYS:
         if old.get(key) != new[key]:
             return f"its {key} differs from {exp.source}'s"

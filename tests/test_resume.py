@@ -105,3 +105,20 @@ def test_resume_of_an_unreadable_sweep_is_refused_in_one_line(tmp_path):
     proc = run_cli("tune_main.py", str(path), "--storage", str(tmp_path / "results"), "--resume")
     line = assert_one_line_error(proc, "--resume", str(folder), "--fresh")
     assert "cut-off" in line
+
+
+def test_a_folder_made_before_a_setting_existed_is_still_the_same_experiment(tmp_path):
+    import yaml
+
+    from grok.results import EXPERIMENT_FILE, same_experiment
+
+    exp = load_experiment(write_experiment(tmp_path / "e.yaml", "e", grid={"seed": [0, 1]}))
+    folder = tmp_path / "results" / "e"
+    write_record(exp, folder, "python tune_main.py e.yaml")
+    record = yaml.safe_load((folder / EXPERIMENT_FILE).read_text())
+    del record["config"]["analysis"]  # as written by a version without the analysis section
+    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record))
+    assert same_experiment(folder, exp) is None
+    record["config"]["optim"]["lr"] = 0.5  # a real difference is still one
+    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record))
+    assert "config differs" in same_experiment(folder, exp)
