@@ -3,6 +3,7 @@ sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
     [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run]
+    [--wandb PROJECT] [--mlflow URI]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grok.config import ConfigError, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
 from grok.resume import repair_state
 from grok.select import best_checkpoint
+from grok.tracking import dashboard_sign_in, read_tracking
 from grok.train import build_data
 from plotting import search as psearch
 from plotting.results import load
@@ -51,6 +53,10 @@ def parse_args(argv):
         "--fresh", action="store_true", help="move an existing results folder aside and start again"
     )
     ap.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    ap.add_argument("--wandb", metavar="PROJECT", help="also log each trial to this W&B project")
+    ap.add_argument(
+        "--mlflow", metavar="URI", help="also log each trial to MLflow (e.g. sqlite:///mlflow.db)"
+    )
     args = ap.parse_args(argv)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         ap.error("--max-concurrent must be at least 1")
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         exp = load_experiment(args.experiment, args.set)
+        tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
         trials = exp.trials()
         check_data(exp.edges())
     except ConfigError as err:
@@ -227,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             log_to_driver=False,
         )
     if ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}")
+        sign_in = dashboard_sign_in()
+        print(f"Ray dashboard: http://{ctx.dashboard_url}" + (f" ({sign_in})" if sign_in else ""))
     cpus = ray.cluster_resources().get("CPU", 0)
     print(
         f"{exp.name}: {exp.num_trials} trials on a cluster with {cpus:g} CPUs; results in {folder}",
@@ -239,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
             gtune.write_record(exp, folder, command)
-            tuner = gtune.build_tuner(exp, Path(args.storage), args.max_concurrent)
+            tuner = gtune.build_tuner(
+                exp, Path(args.storage), args.max_concurrent, tracking=tracking
+            )
         results = tuner.fit()
     except KeyboardInterrupt:
         print(

@@ -425,7 +425,16 @@ def trial_name(values: dict[str, Any], default: str = "run") -> str:
     return "".join(c if c.isalnum() or c in "=,.-_+" else "_" for c in name)
 
 
-EXPERIMENT_KEYS = ("name", "description", "config", "grid", "search", "resources", "tune")
+EXPERIMENT_KEYS = (
+    "name",
+    "description",
+    "config",
+    "grid",
+    "search",
+    "resources",
+    "tune",
+    "tracking",  # read by grok/tracking.py
+)
 TUNE_KEYS = {"num_to_keep": int, "max_failures": int, "max_concurrent": int}
 
 

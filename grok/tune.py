@@ -26,6 +26,7 @@ from grok.config import Config, Domain, Experiment, apply_overrides, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
 from grok.select import EXPERIMENT_FILE
+from grok.tracking import Tracking
 from grok.train import EvalEvent, Trainer, resolve_device
 
 
@@ -224,8 +225,14 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
 
 
 def build_tuner(
-    exp: Experiment, storage: Path, max_concurrent: int | None = None, verbose: int = 1
+    exp: Experiment,
+    storage: Path,
+    max_concurrent: int | None = None,
+    verbose: int = 1,
+    tracking: Tracking | None = None,
 ) -> tune.Tuner:
+    from grok.loggers import logger_callbacks  # the driver's alone: trials need no trackers
+
     metric = score_metric(exp)
     max_concurrent = max_concurrent or exp.tune.get("max_concurrent")
     stop = exp.search.stop_if_train_below if exp.search else None
@@ -239,7 +246,12 @@ def build_tuner(
         ),
         failure_config=tune.FailureConfig(max_failures=exp.tune.get("max_failures", 2)),
         stop=TrainAccStopper(stop["step"], stop["acc"]) if stop else None,
-        callbacks=[MarkStopped(), BackUpState()],
+        # MarkStopped first: the loggers write the status it sets.
+        callbacks=[
+            MarkStopped(),
+            BackUpState(),
+            *logger_callbacks(exp.name, exp.base.to_dict(), tracking or Tracking()),
+        ],
         verbose=verbose,
     )
     if exp.search:
