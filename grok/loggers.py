@@ -51,6 +51,12 @@ class _StepWandbActor(_WandbLoggingActor):
             self._axis_set = True
         return super()._handle_result(result)
 
+    def run(self):
+        super().run()
+        # wandb.finish returns before W&B's service process has written the run's last records
+        # (all of them, offline); Tune kills this actor as soon as run returns: wait for it.
+        self._wandb.teardown()
+
 
 class StepWandbLoggerCallback(WandbLoggerCallback):
     """One W&B run per trial, named by its values, in a group named after the experiment."""
