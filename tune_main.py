@@ -3,6 +3,7 @@ sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
     [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run]
+    [--wandb PROJECT] [--mlflow URI]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from grok.experiment import Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
 from grok.results import best_checkpoint
 from grok.schema import ConfigError
+from grok.tracking import dashboard_sign_in, read_tracking
 from grok.train import check_data
 from plotting import search as psearch
 from plotting.results import load
@@ -42,6 +44,10 @@ def parse_args(argv):
         "--fresh", action="store_true", help="move an existing results folder aside and start again"
     )
     ap.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    ap.add_argument("--wandb", metavar="PROJECT", help="also log each trial to this W&B project")
+    ap.add_argument(
+        "--mlflow", metavar="URI", help="also log each trial to MLflow (e.g. sqlite:///mlflow.db)"
+    )
     args = ap.parse_args(argv)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         ap.error("--max-concurrent must be at least 1")
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         exp = load_experiment(args.experiment, args.set)
+        tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
         check_data(exp.edges())
     except ConfigError as err:
         return fail(err)
@@ -178,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print(moved)
     cluster = sweep.start_ray(args.address, args.dashboard_host)
     if cluster.dashboard_url:
-        print(f"Ray dashboard: http://{cluster.dashboard_url}")
+        sign_in = dashboard_sign_in()
+        print(
+            f"Ray dashboard: http://{cluster.dashboard_url}" + (f" ({sign_in})" if sign_in else "")
+        )
     print(
         f"{exp.name}: {exp.num_trials} trials on a cluster with {cluster.cpus:g} CPUs; "
         f"results in {folder}",
@@ -186,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
     try:
-        results = sweep.run(exp, storage, args.resume, command, args.max_concurrent)
+        results = sweep.run(
+            exp, storage, args.resume, command, args.max_concurrent, tracking=tracking
+        )
     except KeyboardInterrupt:
         print(
             f"interrupted; continue with: python tune_main.py {args.experiment} --resume",

@@ -23,7 +23,16 @@ from grok.operations import OPERATIONS
 from grok.schema import ConfigError, check_int, check_keys
 from grok.search import Search, parse_search
 
-EXPERIMENT_KEYS = ("name", "description", "config", "grid", "search", "resources", "tune")
+EXPERIMENT_KEYS = (
+    "name",
+    "description",
+    "config",
+    "grid",
+    "search",
+    "resources",
+    "tune",
+    "tracking",  # read by grok/tracking.py
+)
 MAX_EDGES = 1000  # edge configs checked before a search starts
 
 

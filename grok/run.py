@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-import time
 from pathlib import Path
 
 from grok.checkpoint import CheckpointError
 from grok.cli import Parser, add_experiment, fail
 from grok.config import Config, dump_config
 from grok.experiment import Experiment, load_experiment, trial_name
+from grok.progress_bar import ProgressDisplay
 from grok.schema import ConfigError
 from grok.train import EvalEvent, Trainer
 
@@ -44,13 +44,14 @@ def pick_trial(exp: Experiment, which: str | None) -> tuple[str, Config]:
 
 
 class RunWriter:
-    """The callback of a run without Ray: metrics.csv, and the latest checkpoint under out/."""
+    """The callback of a run without Ray: metrics.csv, the latest checkpoint under out/, and
+    the progress shown."""
 
     def __init__(self, out: Path, resume: bool):
         self.out = out
         self.csv_path = out / "metrics.csv"
         self.fields: list[str] | None = None
-        self.last_print = 0.0
+        self.progress = ProgressDisplay()  # a bar on a terminal, plain lines in a log
         if resume and self.csv_path.exists():
             with open(self.csv_path) as f:
                 self.fields = next(csv.reader(f), None)
@@ -65,15 +66,7 @@ class RunWriter:
             csv.writer(f).writerow(["" if m.get(k) is None else m.get(k) for k in self.fields])
         if event.checkpoint_due:
             event.save(self.out / "checkpoint")
-        now = time.monotonic()
-        if event.final or now - self.last_print > 2 or event.step == 0:
-            self.last_print = now
-            print(
-                f"step {event.step:>7d}  train loss {m['train/loss']:.4f} acc {m['train/acc']:.3f}"
-                f"  val acc {m['val/acc']:.3f}  test acc {m['test/acc']:.3f}"
-                f"  {m['steps_per_s']:.1f} steps/s  {m['status']}",
-                flush=True,
-            )
+        self.progress.update(event.step, m, event.trainer.cfg.train.steps, event.final)
 
 
 def main(argv: list[str] | None = None) -> int:

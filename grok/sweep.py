@@ -4,7 +4,8 @@ A sweep writes into `<storage>/<experiment name>/`. A new sweep needs that folde
 absent; `--fresh` moves an earlier one aside (`<name>.old-<time>`); `--resume` continues it, if
 its record (grok/results.py) says it is this experiment and Tune's saved state is whole
 (grok/resume.py). Ray is joined (`--address`) or started as a new local cluster; the Tuner comes
-from grok/tune.py. tune_main.py parses the command line and prints around these functions.
+from grok/tune.py, with the trackers of grok/tracking.py. tune_main.py parses the command line
+and prints around these functions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from grok import tune as gtune
 from grok.experiment import Experiment
 from grok.results import same_experiment, write_record
 from grok.resume import repair_state
+from grok.tracking import Tracking
 
 
 class SweepError(ValueError):
@@ -83,12 +85,15 @@ def run(
     resume: bool,
     command: str,
     max_concurrent: int | None = None,
+    tracking: Tracking | None = None,
 ) -> tune.ResultGrid:
-    """Run (or continue) the sweep to its end: a new one records itself in its folder first."""
+    """Run (or continue) the sweep to its end: a new one records itself in its folder first.
+    `tracking` names the trackers a new sweep logs to besides TensorBoard; a continued one logs
+    to those it started with (Tune restores its callbacks with its state)."""
     folder = storage / exp.name
     if resume:
         tuner = gtune.restore_tuner(exp, folder)
     else:
         write_record(exp, folder, command)
-        tuner = gtune.build_tuner(exp, storage, max_concurrent)
+        tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking)
     return tuner.fit()

@@ -1,10 +1,11 @@
 """Ray Tune adapter: the trainable, and an experiment file turned into a Tuner.
 
-With grok/sweep.py (which starts Ray), the only module of the library that imports Ray. A
-trial's Tune config holds just its varying values (dotted keys, as in the experiment's grid and
-search space); the experiment's base config travels with the trainable (`tune.with_parameters`)
-so each trial rebuilds its full `Config` and checks it. A search samples its space with Tune's
-random search or Optuna's TPE, repeating each point over the grid (the seeds).
+With grok/sweep.py (which starts Ray) and grok/loggers.py (Tune's logger callbacks, imported
+by build_tuner alone), the only module of the library that imports Ray. A trial's Tune config
+holds just its varying values (dotted keys, as in the experiment's grid and search space); the
+experiment's base config travels with the trainable (`tune.with_parameters`) so each trial
+rebuilds its full `Config` and checks it. A search samples its space with Tune's random search
+or Optuna's TPE, repeating each point over the grid (the seeds).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
 from grok.search import Domain
+from grok.tracking import Tracking
 from grok.train import EvalEvent, Trainer, resolve_device
 
 
@@ -188,8 +190,14 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
 
 
 def build_tuner(
-    exp: Experiment, storage: Path, max_concurrent: int | None = None, verbose: int = 1
+    exp: Experiment,
+    storage: Path,
+    max_concurrent: int | None = None,
+    verbose: int = 1,
+    tracking: Tracking | None = None,
 ) -> tune.Tuner:
+    from grok.loggers import logger_callbacks  # the driver's alone: trials need no trackers
+
     max_concurrent = max_concurrent or exp.tune.max_concurrent
     stop = exp.search.stop_if_train_below if exp.search else None
     run_config = tune.RunConfig(
@@ -202,7 +210,12 @@ def build_tuner(
         ),
         failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
         stop=TrainAccStopper(stop.step, stop.acc) if stop else None,
-        callbacks=[MarkStopped(), BackUpState()],
+        # MarkStopped first: the loggers write the status it sets.
+        callbacks=[
+            MarkStopped(),
+            BackUpState(),
+            *logger_callbacks(exp.name, exp.base.to_dict(), tracking or Tracking()),
+        ],
         verbose=verbose,
     )
     if exp.search:

@@ -12,6 +12,8 @@ TORCH_FREE = (
     "grok.experiment",
     "grok.checkpoint",
     "grok.results",
+    "grok.tracking",
+    "grok.progress_bar",
     "plotting.study",
     "plotting.results",
     "plotting.report",
