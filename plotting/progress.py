@@ -29,6 +29,7 @@ MEASURES = {
     "progress/excluded_loss": "excluded loss",
 }
 HALF = 0.5
+START = 0.1  # a quantity 'starts' moving once it has made a tenth of its change
 
 
 def halfway(curve: pd.DataFrame, metric: str, q: float = HALF) -> int | None:
@@ -68,8 +69,10 @@ def moves(res: Results) -> pd.DataFrame:
     for trial, curve in res.frame.groupby("trial", sort=False):
         curve = curve.sort_values("step")
         row = {"trial": trial, "train 99%": first_reported(curve, crossing_key("train/acc", 0.99))}
+        row["test acc starts"] = halfway(curve, "test/acc", START)
         row["test acc half-way"] = halfway(curve, "test/acc")
         row["test 99%"] = first_reported(curve, crossing_key("test/acc", 0.99))
+        row["Fourier share starts"] = halfway(curve, SHARE, START) if SHARE in curve else None
         for metric, label in MEASURES.items():
             row[label] = halfway(curve, metric) if metric in curve else None
         row["keys fixed"] = keys_fixed(curve)
@@ -77,17 +80,40 @@ def moves(res: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict(table: pd.DataFrame) -> str:
-    """Whether the Fourier share made half its change before test accuracy made half of its."""
-    both = table.dropna(subset=["Fourier share", "test acc half-way"])
+def compare(table: pd.DataFrame, measure: str, test: str, what: str) -> str:
+    both = table.dropna(subset=[measure, test])
     if both.empty:
-        return "No run has both a Fourier-share and a test-accuracy change to compare."
-    lead = both["test acc half-way"] - both["Fourier share"]
-    before = int((lead > 0).sum())
+        return f"No run has both {what} to compare."
+    lead = both[test] - both[measure]
     return (
-        f"The Fourier share made half of its change before test accuracy made half of its in "
-        f"{before} of {len(both)} runs (by {lead.median():.0f} steps, median; a negative "
-        f"number means after)."
+        f"{what[0].upper()}{what[1:]}: the measure first in {int((lead > 0).sum())} of "
+        f"{len(both)} runs (median lead {lead.median():.0f} steps; negative: after)."
+    )
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """Whether the Fourier structure and the restricted loss move before test accuracy."""
+    return " ".join(
+        [
+            compare(
+                table,
+                "Fourier share starts",
+                "test acc starts",
+                "the Fourier share's start against test accuracy's",
+            ),
+            compare(
+                table,
+                "Fourier share",
+                "test acc half-way",
+                "the Fourier share's half-way step against test accuracy's",
+            ),
+            compare(
+                table,
+                "restricted loss",
+                "test acc half-way",
+                "the restricted loss's half-way step against test accuracy's",
+            ),
+        ]
     )
 
 
@@ -96,7 +122,9 @@ def markdown(table: pd.DataFrame) -> str:
     rows = [[r["trial"], *(fmt_steps(r[c]) for c in head[1:])] for r in table.to_dict("records")]
     return (
         "Half-way steps: the first evaluation by which a quantity has made half of its change "
-        "from step 0 to the run's end (losses: half of their fall or rise). Keys fixed: the "
+        "from step 0 to the run's end (losses: half of their fall or rise); starts: a tenth of "
+        "it. Runs end some steps after grokking, and the measures keep moving while they "
+        "last, so late values weigh in. Keys fixed: the "
         "step from which the set of key frequencies no longer changes.\n\n"
         + markdown_table(head, rows)
         + "\n\n"

@@ -330,10 +330,9 @@ def test_halfway_steps_and_fixed_keys_from_a_hand_made_curve():
     assert halfway(curve, "progress/fourier_share") == 200  # (0.6 - 0.1) / 0.8 >= 0.5
     assert halfway(curve, "progress/excluded_loss") == 200  # a rise: (3 - 1) / 4
     assert keys_fixed(curve) == 100  # {7, 14} from step 100 on, in either order
-    table = pd.DataFrame(
-        [
-            {"Fourier share": 200, "test acc half-way": 300},
-            {"Fourier share": 500, "test acc half-way": 300},
-        ]
-    )
-    assert "in 1 of 2 runs" in verdict(table)
+    assert halfway(curve, "progress/fourier_share", 0.1) == 100  # (0.3 - 0.1) / 0.8 >= 0.1
+    runs = [(50, 100, 200, 300, 250), (400, 100, 500, 300, 350)]
+    cols = ["Fourier share starts", "test acc starts", "Fourier share", "test acc half-way"]
+    text = verdict(pd.DataFrame(runs, columns=[*cols, "restricted loss"]))
+    assert "start against test accuracy's: the measure first in 1 of 2 runs" in text
+    assert "loss's half-way step against test accuracy's: the measure first in 1 of 2" in text
