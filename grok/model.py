@@ -1,10 +1,12 @@
 """A decoder-only transformer in the nanoGPT style: learned positions, pre-LayerNorm blocks.
 
-Two things differ from a textbook GPT, both for the tasks here:
+Three things differ from a textbook GPT, all for the tasks here:
 - causal attention is combined with a key-padding mask, so a sequence's outputs do not depend on
   how much padding its batch has;
 - `forward(idx, cols)` computes outputs only at the positions in `cols` (the answer positions):
-  the last block runs its queries, MLP and the head there alone, since nothing else is read.
+  the last block runs its queries, MLP and the head there alone, since nothing else is read;
+- the first block's LayerNorm and q, k, v projections are computed per (token, position) pair
+  and looked up, when the vocabulary is smaller than the batch (the same values, less work).
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, cols=None):
+    def forward(self, x, mask, cols=None, qkv=None):
         # x: (B, T, C); mask: None (plain causal) or (B|1, 1, Tq, T) bool, True = may attend.
-        # cols: None, or the query positions (Tq,) whose outputs are needed.
-        B, T, C = x.shape
+        # cols: None, or the query positions (Tq,) whose outputs are needed (tensor or slice).
+        # qkv: None, or the projections (B, T, 3C) of x already made (then x is not read).
+        B, T = (x if qkv is None else qkv).shape[:2]
+        C = self.d_model
         hs = C // self.n_head
-        if cols is None:
+        if qkv is not None:
+            q, k, v = qkv.split(C, dim=2)
+            q = q if cols is None else q[:, cols]
+        elif cols is None:
             q, k, v = self.qkv(x).split(C, dim=2)
         else:  # keys and values everywhere, queries only where the output is read
             w, b = self.qkv.weight, self.qkv.bias
@@ -45,7 +52,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)
         # At these lengths (a handful of tokens) the CPU's fused flash kernel costs more than
         # the plain product it replaces: 12% of a training step, measured on a 2-core CPU.
-        backend = sdpa_kernel(SDPBackend.MATH) if x.device.type == "cpu" else nullcontext()
+        backend = sdpa_kernel(SDPBackend.MATH) if q.device.type == "cpu" else nullcontext()
         with backend:
             y = F.scaled_dot_product_attention(
                 q,
@@ -78,8 +85,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, mask, cols=None):
-        h = self.attn(self.ln_1(x), mask, cols)
+    def forward(self, x, mask, cols=None, qkv=None):
+        # qkv: the attention's projections of ln_1(x), when GPT has looked them up already
+        h = self.attn(self.ln_1(x) if qkv is None else None, mask, cols, qkv)
         x = (x if cols is None else x[:, cols]) + h
         return x + self.mlp(self.ln_2(x))
 
@@ -104,7 +112,8 @@ class GPT(nn.Module):
                     p.mul_(cfg.init_scale)
 
     def forward(self, idx, cols=None, pad_mask=None):
-        """Logits (B, T, V), or (B, len(cols), V) at the positions `cols` only.
+        """Logits (B, T, V), or (B, len(cols), V) at the positions `cols` only (a tensor of
+        positions, or a slice: views instead of gathers).
 
         pad_mask: (B, T) True at padding keys, which no query may attend to.
         """
@@ -113,20 +122,35 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {T} exceeds model.max_len {self.max_len}")
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        qkv = self.first_qkv(idx) if self.drop.p == 0 or not self.training else None
         causal = pos[None, :] <= pos[:, None]  # (T, T), query row, key column
         keys_ok = None if pad_mask is None else ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
         full_mask = None if keys_ok is None else causal & keys_ok
         *body, last = self.blocks
         for block in body:
-            x = block(x, full_mask)
+            x, qkv = block(x, full_mask, qkv=qkv), None
         if cols is None:
-            x = last(x, full_mask)
+            x = last(x, full_mask, qkv=qkv)
         else:
             last_mask = causal[cols][None, None]  # (1, 1, Tq, T)
             if keys_ok is not None:
                 last_mask = last_mask & keys_ok
-            x = last(x, last_mask, cols)
+            x = last(x, last_mask, cols, qkv)
         return self.head(self.ln_f(x))
+
+    def first_qkv(self, idx):
+        """The first block's q, k, v (B, T, 3C), or None when computing them directly is cheaper.
+
+        Before any attention a position's input depends only on its token and its position, so
+        the first block's LayerNorm and projections are made once for each (token, position)
+        pair, V * T rows, and looked up: fewer rows than the batch's B * T when B > V."""
+        B, T = idx.shape
+        if B <= self.tok_emb.num_embeddings:
+            return None
+        first = self.blocks[0]
+        pairs = self.tok_emb.weight[:, None] + self.pos_emb.weight[None, :T]  # (V, T, C)
+        table = first.attn.qkv(first.ln_1(pairs)).flatten(0, 1)  # (V * T, 3C)
+        return F.embedding(idx * T + torch.arange(T, device=idx.device), table)
 
     @torch.no_grad()
     def generate(

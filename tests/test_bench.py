@@ -20,6 +20,14 @@ def test_bench_prints_and_writes_its_table_with_date_machine_and_headline(tmp_pa
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d .*: python -m benchmarks.bench --steps 2", lines[0])
     assert lines[1].startswith("machine: ") and "CPUs" in lines[1]
     assert "project: a 40-step run, evaluation included" in text
+    projected = re.fullmatch(
+        r"project vs reference loop, a 100,000-step run \(projected\): (\d+\.\d\d)x", lines[-3]
+    )
+    assert projected and float(projected.group(1)) > 0
+    share = re.fullmatch(
+        r"project: evaluation and bookkeeping, share of its 40-step run: (\d+\.\d)%", lines[-2]
+    )
+    assert share and 0 < float(share.group(1)) < 100
     ratio = re.fullmatch(r"project vs reference loop: (\d+\.\d\d)x", lines[-1])
     assert ratio and float(ratio.group(1)) > 0
 

@@ -92,6 +92,27 @@ def test_cols_gradients_equal_the_full_forwards():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_layer", [1, 2])
+@pytest.mark.parametrize("cols", [None, torch.tensor([2, 5]), slice(4, 7)])
+def test_first_block_from_the_token_position_table_equals_computing_it(n_layer, cols):
+    # A batch larger than the vocabulary takes the first block's q, k, v from the table.
+    model = tiny_model(n_layer).train()
+    x = tokens(3 * VOCAB, 7)
+    assert model.first_qkv(x) is not None and model.first_qkv(x[:VOCAB]) is None
+    outputs, grads = [], []
+    for table in (True, False):
+        model.zero_grad()
+        if not table:
+            model.first_qkv = lambda idx: None
+        out = model(x, cols=cols)
+        out.logsumexp(-1).sum().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_sequences_longer_than_max_len_are_refused():
     with pytest.raises(ValueError, match="sequence length 17 exceeds model.max_len 16"):
         tiny_model()(tokens(1, 17))
