@@ -265,7 +265,8 @@ def validate(cfg: Config, source: str = "config", rules: list[Rule] | None = Non
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set `a.b.c = value` in a nested dict, creating sections as needed."""
+    """Set `a.b.c = value` in a nested dict, creating sections as needed. An empty mapping
+    given to a section leaves it as it is; given to a setting, it is the value (and refused)."""
     parts = str(key).split(".")
     node = data
     for part in parts[:-1]:
@@ -273,6 +274,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{source}: {key}: {part!r} is a setting, not a section")
         node = child
+    if value == {} and isinstance(node.get(parts[-1]), dict):
+        return
     node[parts[-1]] = value
 
 
@@ -345,7 +348,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty one stays: a setting must refuse it
             out.update(flatten(value, full + "."))
         else:
             out[full] = value
