@@ -1,7 +1,15 @@
-"""Generation from a trained model: completions of prompts and greedy exact-match accuracy."""
+"""Generation from a trained model: completions of prompts and greedy exact-match accuracy.
+
+Any prompt is either completed or refused with a one-line ValueError (a token outside the
+vocabulary, an empty prompt where the task has no start token, a prompt longer than the model's
+positions). A prompt the model can read but never saw the like of in training (a division by 0,
+another operation, another form than `a op b =`) is completed, and `outside_training` says why
+its answer means nothing.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import torch
@@ -38,6 +46,27 @@ def complete(
         )
         out.append(tok.decode(full[0, len(ids) :].tolist()))
     return out
+
+
+def outside_training(cfg: Config, text: str) -> str | None:
+    """Why a modular task's prompt is outside the training distribution; None if it is not (or
+    the task is a text task, whose prompts are free)."""
+    t = cfg.task
+    if t.kind != "modular":
+        return None
+    form = f"of the form a{t.op}b= with a, b in 0..{t.p - 1}"
+    match = re.fullmatch(r"(\d+)([+\-/])(\d+)=", "".join(text.split()), re.ASCII)
+    if not match:
+        return f"the model was trained on prompts {form}"
+    a, op, b = int(match[1]), match[2], int(match[3])
+    if op != t.op:
+        return f"the model was trained on {t.op!r} only, not {op!r}"
+    if op == "/" and b == 0:
+        return f"division by 0 has no answer mod {t.p}"
+    tok = build_tokenizer(t)
+    if max(a, b) >= t.p or tok.encode(text) != tok.encode(f"{a}{op}{b}="):
+        return f"the model was trained on prompts {form}, written without spaces or leading 0s"
+    return None
 
 
 @torch.no_grad()
