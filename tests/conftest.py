@@ -18,11 +18,13 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 # Property tests: the same examples on every CI run (derandomize), few enough that together they
 # take well under a minute on 2 cores; no deadline (a loaded machine is not a failure). Locally
-# the examples are random, so each run explores new ones.
+# the examples are random, so each run explores new ones; HYPOTHESIS_PROFILE=deep hunts longer.
 EXAMPLES = 25
 settings.register_profile("ci", derandomize=True, max_examples=EXAMPLES, deadline=None)
 settings.register_profile("dev", max_examples=EXAMPLES, deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
+settings.register_profile("deep", max_examples=20 * EXAMPLES, deadline=None)
+default_profile = "ci" if os.environ.get("CI") == "true" else "dev"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default_profile))
 
 # A model and task small enough that a few hundred steps take a second or two.
 TINY = {

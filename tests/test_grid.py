@@ -8,7 +8,7 @@ import itertools
 import pytest
 import yaml
 from conftest import write_experiment
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import grok.config
@@ -130,6 +130,7 @@ RULE_VALUES = {
 }
 
 
+@settings(max_examples=4 * settings().max_examples)
 @given(
     grid=st.dictionaries(
         st.sampled_from(sorted(RULE_VALUES)),

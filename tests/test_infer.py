@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from conftest import TINY, Payload, assert_one_line_error, rewrite_manifest, run_cli
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import infer
@@ -197,6 +197,7 @@ def answered_or_refused(model, cfg, prompt: str) -> str | None:
     return answer
 
 
+@settings(max_examples=4 * settings().max_examples)
 @given(prompt=st.text(max_size=80))
 def test_any_prompt_is_answered_or_refused_in_one_line(division, text_task, prompt):
     for model, cfg in (division, text_task):

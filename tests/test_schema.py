@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 from conftest import TINY, assert_one_line_error, rewrite_manifest, run_cli
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grok.config import (
@@ -28,13 +28,16 @@ from grok.config import (
     set_dotted,
 )
 from grok.experiment import EXPERIMENT_KEYS, Experiment, Resources, TuneOptions, load_experiment
-from grok.schema import ConfigError, Setting, build, options, read_mapping, settings
+from grok.schema import ConfigError, Setting, build, options, read_mapping
+from grok.schema import settings as declared
 from grok.search import DISTRIBUTIONS, SEARCH_KEYS
 from grok.train import Trainer
 
 # The experiment file's other declared sections, read by the same builder.
 SECTIONS = {"resources": Resources, "tune": TuneOptions}
-OTHERS = {k: s for name, cls in SECTIONS.items() for k, s in settings(cls, name + ".").items()}
+OTHERS = {k: s for name, cls in SECTIONS.items() for k, s in declared(cls, name + ".").items()}
+# The whole-file tests are cheap and have the most to find: more examples than the profile's.
+FUZZ = settings(max_examples=8 * settings().max_examples)
 ROUTES = ("config", "set", "grid", "search")  # where a setting's value can come from
 
 
@@ -158,7 +161,8 @@ def outside(s: Setting) -> st.SearchStrategy:
     if not numeric:
         parts += [st.integers(), st.floats()]
     if int in kinds and float not in kinds:
-        parts.append(st.floats(allow_nan=False).filter(lambda x: not x.is_integer()))
+        fractional = st.tuples(st.integers(-(10**9), 10**9), st.floats(0.01, 0.99))
+        parts.append(fractional.map(sum))
     if numeric:
         parts.append(st.sampled_from([math.nan, math.inf, -math.inf]))
         lo, hi, lo_open, hi_open = s.range
@@ -270,6 +274,7 @@ def load_or_refuse(path: Path) -> None:
         assert "\n" not in str(err) and str(path) in str(err)
 
 
+@FUZZ
 @given(content=st.binary(max_size=300))
 def test_random_bytes_as_an_experiment_file_end_in_the_projects_error(folder, content):
     path = folder / "bytes.yaml"
@@ -277,6 +282,7 @@ def test_random_bytes_as_an_experiment_file_end_in_the_projects_error(folder, co
     load_or_refuse(path)
 
 
+@FUZZ
 @given(text=st.text(max_size=300))
 def test_random_text_as_an_experiment_file_ends_in_the_projects_error(folder, text):
     path = folder / "text.yaml"
@@ -284,6 +290,7 @@ def test_random_text_as_an_experiment_file_ends_in_the_projects_error(folder, te
     load_or_refuse(path)
 
 
+@FUZZ
 @given(document=experiments | documents)
 def test_random_yaml_documents_as_experiment_files_end_in_the_projects_error(folder, document):
     path = folder / "document.yaml"
