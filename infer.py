@@ -9,12 +9,13 @@ python infer.py CHECKPOINT_DIR --eval
 
 from __future__ import annotations
 
+import math
 import sys
 
 from grok.checkpoint import CheckpointError, load_model
 from grok.cli import Parser, fail
 from grok.config import ConfigError
-from grok.inference import complete, evaluate_splits
+from grok.inference import complete, evaluate_splits, outside_training
 from grok.results import SelectionError, find_checkpoint
 
 
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.prompt and not args.eval:
         ap.error("give --prompt TEXT and/or --eval")
-    if args.temperature < 0:
-        ap.error("--temperature must be >= 0")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        ap.error("--temperature must be a number >= 0")
     try:
         found = find_checkpoint(args.path, args.metric, args.mode, args.trial)
         if found.note:
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, SelectionError, ConfigError, ValueError) as err:
         return fail(err)
     for prompt, answer in zip(args.prompt, completions):
+        why = outside_training(cfg, prompt)
+        if why:
+            print(f"note: {prompt!r} is outside the training distribution ({why})", file=sys.stderr)
         print(prompt + answer)
     if args.eval:
         for split, acc in evaluate_splits(model, cfg).items():

@@ -2,7 +2,7 @@
 sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
-    [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run]
+    [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
     [--wandb PROJECT] [--mlflow URI]
 """
 
@@ -14,13 +14,15 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
+
 from grok.cli import Parser, add_experiment, fail
-from grok.experiment import Experiment, load_experiment, trial_name
+from grok.experiment import TRIAL_STEPS_PER_S, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
 from grok.results import best_checkpoint
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
-from grok.train import check_data
+from grok.train import DATA_KEYS, check_data
 from plotting import search as psearch
 from plotting.results import load
 
@@ -44,6 +46,11 @@ def parse_args(argv):
         "--fresh", action="store_true", help="move an existing results folder aside and start again"
     )
     ap.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    ap.add_argument(
+        "--yes-large",
+        action="store_true",
+        help="start a sweep estimated to take the cluster more than a day",
+    )
     ap.add_argument("--wandb", metavar="PROJECT", help="also log each trial to this W&B project")
     ap.add_argument(
         "--mlflow", metavar="URI", help="also log each trial to MLflow (e.g. sqlite:///mlflow.db)"
@@ -69,7 +76,7 @@ def print_table(header, rows) -> None:
 def describe_search(exp: Experiment) -> None:
     """What --dry-run prints for a search: the space, the trials, the searcher and the stops."""
     s = exp.search
-    points = len(exp.trials())
+    points = exp.num_points
     grid = ", ".join(f"{k}={v}" for k, v in exp.grid.items()) or "none"
     budget = exp.base.train.steps
     print(f"  {s.num_samples} sampled points x {points} grid point(s) ({grid}) = {exp.num_trials}")
@@ -146,19 +153,85 @@ def summarize_search(folder: Path) -> None:
     print(psearch.best_text(res, ranked))
 
 
-def dry_run(exp: Experiment) -> None:
-    """The trials a sweep would run, without running them."""
+DAY = 24 * 3600.0
+LISTED = 20  # a grid of at most this many points is listed whole by --dry-run
+SAMPLES = 3  # else its first and last few points
+
+
+def duration(seconds: float) -> str:
+    for unit, size in (("years", 365 * DAY), ("days", DAY), ("hours", 3600.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 60:.2g} minutes"
+
+
+def estimate(exp: Experiment, at_once: int, where: str) -> tuple[float, str]:
+    """The sweep's estimated time, and a line that says how it was reckoned."""
+    seconds = exp.estimated_seconds(at_once)
+    return seconds, (
+        f"{exp.num_trials} trials x up to {exp.steps_per_trial()} steps at "
+        f"~{TRIAL_STEPS_PER_S:g} steps/s per trial, {at_once} at once {where}: "
+        f"about {duration(seconds)}"
+    )
+
+
+def local_size() -> tuple[float, float]:
+    """The CPUs and GPUs a local Ray cluster would have: this machine's."""
+    return float(os.cpu_count() or 1), float(torch.cuda.device_count())
+
+
+def dry_run(exp: Experiment, at_once: int) -> None:
+    """The trials a sweep would run, without running them: at any grid size, the count, each
+    key's values and the first and last few points (nothing is built per point)."""
     n = exp.num_trials
     print(
         f"{exp.name}: {n} trial{'s' * (n != 1)}"
         f" ({exp.resources.cpu:g} cpu, {exp.resources.gpu:g} gpu each)"
     )
+    seconds, how = estimate(exp, at_once, "on this machine")
+    large = " (over a day: starting it needs --yes-large)" if seconds > DAY else ""
+    print(f"  estimate: {how}{large}")
     if exp.search:
         describe_search(exp)
         return
-    for values, _ in exp.trials():
+    points = exp.num_points
+    if points > LISTED:
+        print(f"  grid: {len(exp.grid)} keys, {points} points")
+        width = max(len(k) for k in exp.grid)
+        for key, values in exp.grid.items():
+            print(f"    {key.ljust(width)}  {len(values)} values: {', '.join(map(str, values))}")
+        print(f"  the first {SAMPLES} and the last {SAMPLES} points:")
+    for index in sample_indices(points):
+        if index is None:
+            print(f"  ... {points - 2 * SAMPLES} more")
+            continue
+        values = point_at(exp, index)
         shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "(no varying values)"
         print(f"  {trial_name(values)}: {shown}")
+
+
+def sample_indices(points: int) -> list[int | None]:
+    """Every index of a small grid; of a large one the first and last few (None between)."""
+    if points <= LISTED:
+        return list(range(points))
+    return [*range(SAMPLES), None, *range(points - SAMPLES, points)]
+
+
+def point_at(exp: Experiment, index: int) -> dict:
+    """The grid point at `index` of the product order, computed, not enumerated."""
+    values = {}
+    for key in reversed(list(exp.grid)):
+        index, i = divmod(index, len(exp.grid[key]))
+        values[key] = exp.grid[key][i]
+    return dict(reversed(list(values.items())))
+
+
+def too_large(exp: Experiment, cpus: float, gpus: float, args, where: str) -> str | None:
+    """Why a sweep may not start without --yes-large: more than a day's work for the cluster."""
+    seconds, how = estimate(exp, exp.parallel_trials(cpus, gpus, args.max_concurrent), where)
+    if seconds <= DAY or args.yes_large:
+        return None
+    return f"{exp.source}: {how}, over a day; pass --yes-large to start it anyway"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,15 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load_experiment(args.experiment, args.set)
         tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
-        check_data(exp.edges())
+        check_data(exp.configs(DATA_KEYS))  # each distinct dataset, built once
     except ConfigError as err:
         return fail(err)
+    cpus, gpus = local_size()
     if args.dry_run:
-        dry_run(exp)
+        dry_run(exp, exp.parallel_trials(cpus, gpus, args.max_concurrent))
         return 0
+    if not args.address and (refusal := too_large(exp, cpus, gpus, args, "on this machine")):
+        return fail(refusal)
 
     from grok import sweep  # Ray is imported only once a sweep will run
 
+    cluster = None
+    if args.address:  # joined first: the cluster's size decides whether the sweep is large
+        cluster = sweep.start_ray(args.address, args.dashboard_host)
+        if refusal := too_large(exp, cluster.cpus, cluster.gpus, args, "on the cluster"):
+            return fail(refusal)
     storage = Path(args.storage)
     folder = storage / exp.name
     try:
@@ -183,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     if moved:
         print(moved)
-    cluster = sweep.start_ray(args.address, args.dashboard_host)
+    cluster = cluster or sweep.start_ray(args.address, args.dashboard_host)
     if cluster.dashboard_url:
         sign_in = dashboard_sign_in()
         print(

@@ -27,6 +27,8 @@ def add_experiment(ap: argparse.ArgumentParser, experiment_help: str, set_help: 
 
 
 def fail(message: object) -> int:
-    """Print a user's mistake as one line; the exit status to return."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print a user's mistake as one line (a line break in it, e.g. from a key the user wrote,
+    is shown escaped); the exit status to return."""
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    print(f"error: {text}", file=sys.stderr)
     return 2

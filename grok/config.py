@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,8 +17,19 @@ from typing import Any, Literal
 import yaml
 
 from grok.operations import OPERATIONS, OpName, is_prime
-from grok.schema import ConfigError, bounds, build, is_section
+from grok.schema import (
+    ConfigError,
+    Setting,
+    bounds,
+    build,
+    is_section,
+    read_mapping,
+    settings,
+    shown,
+)
 
+SEED_MAX = 2**32 - 1  # the largest seed every generator in use (torch, numpy) takes
+P_MAX = 2003  # the largest modulus: 4 million equations
 # Operations whose table is a cyclic group's (a op b = x +- y in natural coordinates): where the
 # progress measures of grok/progress.py apply.
 GROUP_OPS = ("+", "-", "*", "/")
@@ -27,10 +39,11 @@ GROUP_OPS = ("+", "-", "*", "/")
 class TaskConfig:
     kind: Literal["modular", "text", "lines"] = "modular"
     op: OpName = "/"  # the operations of grok/operations.py
-    p: int = field(default=97, metadata=bounds(2))
+    # residues 0..p-1; every one of the p * p equations is kept on the training device
+    p: int = field(default=97, metadata=bounds(2, P_MAX))
     train_fraction: float = field(default=0.5, metadata=bounds(0, 1, lo_open=True))
     val_fraction: float = field(default=0.1, metadata=bounds(0, 1, hi_open=True))
-    data_seed: int = field(default=0, metadata=bounds(0))
+    data_seed: int = field(default=0, metadata=bounds(0, SEED_MAX))
     tokenizer: Literal["number", "char"] = "number"
     text: str | None = None  # kind=text: the one string to learn
     path: str | None = None  # kind=lines: a file, one example per line
@@ -82,10 +95,11 @@ class GrokfastConfig:
 class TrainConfig:
     steps: int = field(default=100_000, metadata=bounds(1))
     # An int is capped at half the training split (the paper's rule); "full" is the whole split.
-    batch_size: int | Literal["full"] = 512
+    batch_size: int | Literal["full"] = field(default=512, metadata=bounds(1))
     checkpoint_every: int = field(default=5_000, metadata=bounds(1))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = field(default=None, metadata=bounds(1))  # torch threads; None: keep
+    # torch threads; None: keep
+    threads: int | None = field(default=None, metadata=bounds(1, 1024))
 
 
 @dataclass
@@ -124,7 +138,7 @@ class AnalysisConfig:
 
 @dataclass
 class Config:
-    seed: int = field(default=0, metadata=bounds(0))
+    seed: int = field(default=0, metadata=bounds(0, SEED_MAX))
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -144,95 +158,169 @@ class Config:
         return cfg
 
 
-def validate(cfg: Config, source: str = "config") -> None:
-    """Refuse combinations of settings that cannot work together."""
-    t, m = cfg.task, cfg.model
+SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted key
 
-    def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"{source}: {key}: {msg}")
 
-    if m.d_model % m.n_head:
-        fail("model.n_head", f"d_model {m.d_model} is not divisible by n_head {m.n_head}")
-    if t.kind == "modular":
-        problem = OPERATIONS[t.op].check_p(t.p, TaskConfig.p)
-        if problem:
-            fail("task.p", problem)
-        if t.train_fraction + t.val_fraction >= 1:
-            fail(
-                "task.train_fraction",
-                f"train_fraction + val_fraction = {t.train_fraction + t.val_fraction:g} "
-                "leaves no test split; allowed: a sum below 1",
-            )
-        for key in ("text", "path", "separator"):
-            if getattr(t, key) is not None:
-                fail(f"task.{key}", "only used with task.kind 'text' or 'lines'")
-        if t.mask_first:
-            fail("task.mask_first", "only used with task.kind 'text' or 'lines'")
-    else:
-        if t.tokenizer != "char":
-            fail("task.tokenizer", f"task.kind {t.kind!r} needs the 'char' tokenizer")
-        if t.train_fraction + t.val_fraction > 1:
-            fail("task.val_fraction", "train_fraction + val_fraction must be at most 1")
-    if t.kind == "text":
-        if not t.text:
-            fail("task.text", "task.kind 'text' needs a non-empty string")
-        if t.path is not None or t.separator is not None:
-            fail("task.path", "task.kind 'text' takes task.text, not task.path or task.separator")
-    if t.kind == "lines":
-        if not t.path:
-            fail("task.path", "task.kind 'lines' needs the path of a file of lines")
-        if t.text is not None:
-            fail("task.text", "task.kind 'lines' takes task.path, not task.text")
-        if t.separator == "":
-            fail("task.separator", "must be a non-empty string or null")
-    if cfg.eval.min_every > cfg.eval.max_every:
-        fail("eval.min_every", f"{cfg.eval.min_every} exceeds eval.max_every {cfg.eval.max_every}")
-    if cfg.stop.settled and cfg.stop.after_grok_steps is None:
-        fail("stop.settled", "only used with stop.after_grok_steps (a number of steps)")
-    if cfg.analysis.progress:
-        if t.kind != "modular" or t.tokenizer != "number" or t.op not in GROUP_OPS:
-            fail(
-                "analysis.progress",
-                "applies to modular tasks with op " + ", ".join(GROUP_OPS) + " and the number "
-                f"tokenizer; got kind {t.kind!r}, op {t.op!r}, tokenizer {t.tokenizer!r}",
-            )
-        if t.op in ("*", "/") and not is_prime(t.p):
-            fail("analysis.progress", f"{t.op} mod p is a cyclic group only for a prime p")
-        freqs = (t.p - 1 if t.op in ("*", "/") else t.p) // 2
-        if cfg.analysis.top_k > freqs:
-            fail(
-                "analysis.top_k",
-                f"{cfg.analysis.top_k} exceeds the {freqs} frequencies of {t.op} mod {t.p}; "
-                f"allowed: 1 to {freqs}",
-            )
+# ---------------------------------------------------------------- cross-field rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check of settings that only work together. `check` is given the values of `keys`, in
+    order, and nothing else, so a rule can only depend on what it declares; it returns None,
+    or the key to blame and what is wrong. A grid is checked rule by rule, over the
+    combinations of the grid's values of that rule's keys (grok/experiment.py)."""
+
+    keys: tuple[str, ...]
+    check: Callable[..., tuple[str, str] | None]
+
+    def problem(self, cfg: Config) -> tuple[str, str] | None:
+        return self.check(*(get_dotted(cfg, key) for key in self.keys))
+
+
+RULES: list[Rule] = []
+
+
+def rule(*keys: str):
+    """Register the decorated function as a Rule over `keys`."""
+
+    def register(check: Callable[..., tuple[str, str] | None]):
+        RULES.append(Rule(keys, check))
+        return check
+
+    return register
+
+
+@rule("model.d_model", "model.n_head")
+def _heads_divide(d_model: int, n_head: int):
+    if d_model % n_head:
+        return "model.n_head", f"d_model {d_model} is not divisible by n_head {n_head}"
+    return None
+
+
+@rule("task.kind", "task.op", "task.p")
+def _p_fits_the_operation(kind: str, op: str, p: int):
+    problem = OPERATIONS[op].check_p(p, TaskConfig.p) if kind == "modular" else None
+    return ("task.p", problem) if problem else None
+
+
+@rule("task.kind", "task.train_fraction", "task.val_fraction")
+def _splits_fit(kind: str, train: float, val: float):
+    if kind == "modular" and train + val >= 1:
+        return (
+            "task.train_fraction",
+            f"train_fraction + val_fraction = {train + val:g} leaves no test split; "
+            "allowed: a sum below 1",
+        )
+    if kind != "modular" and train + val > 1:
+        return "task.val_fraction", "train_fraction + val_fraction must be at most 1"
+    return None
+
+
+@rule("task.kind", "task.tokenizer")
+def _text_needs_chars(kind: str, tokenizer: str):
+    if kind != "modular" and tokenizer != "char":
+        return "task.tokenizer", f"task.kind {kind!r} needs the 'char' tokenizer"
+    return None
+
+
+@rule("task.kind", "task.text", "task.path", "task.separator", "task.mask_first")
+def _text_settings(kind: str, text, path, separator, mask_first: int):
+    given = {"task.text": text, "task.path": path, "task.separator": separator}
+    if kind == "modular":
+        for key, value in given.items():
+            if value is not None:
+                return key, "only used with task.kind 'text' or 'lines'"
+        if mask_first:
+            return "task.mask_first", "only used with task.kind 'text' or 'lines'"
+    if kind == "text":
+        if not text:
+            return "task.text", "task.kind 'text' needs a non-empty string"
+        if path is not None or separator is not None:
+            return "task.path", "task.kind 'text' takes task.text, not task.path or task.separator"
+    if kind == "lines":
+        if not path:
+            return "task.path", "task.kind 'lines' needs the path of a file of lines"
+        if text is not None:
+            return "task.text", "task.kind 'lines' takes task.path, not task.text"
+        if separator == "":
+            return "task.separator", "must be a non-empty string or null"
+    return None
+
+
+@rule("analysis.progress", "analysis.top_k", "task.kind", "task.tokenizer", "task.op", "task.p")
+def _progress_applies(progress: bool, top_k: int, kind: str, tokenizer: str, op: str, p: int):
+    if not progress:
+        return None
+    if kind != "modular" or tokenizer != "number" or op not in GROUP_OPS:
+        return (
+            "analysis.progress",
+            "applies to modular tasks with op " + ", ".join(GROUP_OPS) + " and the number "
+            f"tokenizer; got kind {kind!r}, op {op!r}, tokenizer {tokenizer!r}",
+        )
+    if op in ("*", "/") and not is_prime(p):
+        return "analysis.progress", f"{op} mod p is a cyclic group only for a prime p"
+    freqs = (p - 1 if op in ("*", "/") else p) // 2
+    if top_k > freqs:
+        return (
+            "analysis.top_k",
+            f"{top_k} exceeds the {freqs} frequencies of {op} mod {p}; allowed: 1 to {freqs}",
+        )
+    return None
+
+
+@rule("eval.min_every", "eval.max_every")
+def _eval_interval(min_every: int, max_every: int):
+    if min_every > max_every:
+        return "eval.min_every", f"{min_every} exceeds eval.max_every {max_every}"
+    return None
+
+
+@rule("stop.settled", "stop.after_grok_steps")
+def _settled_needs_a_stop(settled: bool, after_grok_steps):
+    if settled and after_grok_steps is None:
+        return "stop.settled", "only used with stop.after_grok_steps (a number of steps)"
+    return None
+
+
+def validate(cfg: Config, source: str = "config", rules: list[Rule] | None = None) -> None:
+    """Refuse combinations of settings that cannot work together (every rule, or `rules`)."""
+    for r in RULES if rules is None else rules:
+        found = r.problem(cfg)
+        if found:
+            raise ConfigError(f"{source}: {found[0]}: {found[1]}")
 
 
 # ---------------------------------------------------------------- overrides
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set `a.b.c = value` in a nested dict, creating sections as needed."""
-    parts = key.split(".")
+    """Set `a.b.c = value` in a nested dict, creating sections as needed. An empty mapping
+    given to a section leaves it as it is; given to a setting, it is the value (and refused)."""
+    parts = str(key).split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{source}: {key}: {part!r} is a setting, not a section")
+            where = key if key.isprintable() else shown(key)
+            raise ConfigError(f"{source}: {where}: {part!r} is a setting, not a section")
         node = child
+    if value == {} and isinstance(node.get(parts[-1]), dict):
+        return
     node[parts[-1]] = value
 
 
 def parse_set(item: str) -> tuple[str, Any]:
     """Parse one `--set dotted.key=value`; the value is read as YAML (`1e-3`, `null`, `[1, 2]`)."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. optim.lr=3e-4")
+        raise ConfigError(f"--set {shown(item)}: expected dotted.key=value, e.g. optim.lr=3e-4")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {item!r}: empty key")
+        raise ConfigError(f"--set {shown(item)}: empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     return key, value
 
@@ -245,29 +333,44 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Conf
     return Config.from_dict(data, source)
 
 
-def setting_type(key: str, source: str) -> Any:
-    """The type annotation of a dotted setting; a ConfigError naming the key if it is none."""
-    node: Any = Config
-    prefix = ""
-    for part in key.split("."):
-        if not is_section(node):
-            raise ConfigError(f"{source}: {prefix.rstrip('.')} is a setting, not a section")
-        hints = typing.get_type_hints(node)
-        if part not in hints:
-            allowed = ", ".join(prefix + name for name in hints)
-            raise ConfigError(f"{source}: unknown key {prefix + part!r}; allowed: {allowed}")
-        node, prefix = hints[part], prefix + part + "."
-    if is_section(node):
-        raise ConfigError(f"{source}: {key} is a section, not a setting")
-    return node
-
-
-def setting_value(base: Config, key: str, value: Any, source: str) -> Any:
-    """`value` as the setting `key` holds it (coerced), checked with the base config."""
-    node: Any = apply_overrides(base, {key: value}, source)
+def get_dotted(cfg: Config, key: str) -> Any:
+    """The value of the dotted setting `key` in `cfg`."""
+    node: Any = cfg
     for part in key.split("."):
         node = getattr(node, part)
     return node
+
+
+def setting(key: Any, source: str) -> Setting:
+    """The declaration of a dotted setting; a ConfigError naming the key if it is none."""
+    node: Any = Config
+    prefix = ""
+    for part in str(key).split("."):
+        if not is_section(node):
+            where = prefix.rstrip(".")
+            where = where if where.isprintable() else shown(where)
+            raise ConfigError(f"{source}: {where} is a setting, not a section")
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            allowed = ", ".join(prefix + name for name in hints)
+            raise ConfigError(f"{source}: unknown key {shown(prefix + part)}; allowed: {allowed}")
+        node, prefix = hints[part], prefix + part + "."
+    if is_section(node):
+        raise ConfigError(f"{source}: {key} is a section, not a setting")
+    return SETTINGS[str(key)]
+
+
+def check_setting(key: Any, value: Any, source: str) -> Any:
+    """`value` as the setting `key` holds it, checked against its declaration alone."""
+    return setting(key, source).check(value, source)
+
+
+def with_values(base: Config, values: dict[str, Any]) -> Config:
+    """`base` with checked dotted `values` put in, without re-running the cross-field rules."""
+    data = base.to_dict()
+    for key, value in values.items():
+        set_dotted(data, key, value, "")
+    return build(Config, data, "config")
 
 
 # ---------------------------------------------------------------- files
@@ -278,7 +381,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty one stays: a setting must refuse it
             out.update(flatten(value, full + "."))
         else:
             out[full] = value
@@ -287,12 +390,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def load_config(path: str | Path) -> Config:
     """Read a resolved config YAML (as written beside checkpoints)."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{p}: cannot read config: {err.__class__.__name__}") from None
-    return Config.from_dict(data or {}, str(p))
+    return Config.from_dict(read_mapping(path, "config file"), str(path))
 
 
 def dump_config(cfg: Config) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from grok.cli import Parser, fail
-from grok.config import ConfigError, TaskConfig
+from grok.config import ConfigError, TaskConfig, with_values
 from grok.experiment import load_experiment, trial_name
 from grok.operations import operation
 from grok.splits import split_indices
@@ -100,7 +100,7 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
         path = Path(task.path)
         try:
             lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, UnicodeDecodeError, ValueError) as err:  # ValueError: a NUL in the path
             raise ConfigError(f"task.path: cannot read {path}: {err.__class__.__name__}") from None
         if not lines:
             raise ConfigError(f"task.path: {path} has no non-empty lines")
@@ -209,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         exp = load_experiment(args.experiment, args.set)
-        tasks = {}  # distinct task settings across the grid, named by what varies in them
-        for values, cfg in exp.trials():
-            task_values = {k: v for k, v in values.items() if k.startswith("task.")}
-            tasks.setdefault(trial_name(task_values, default=""), cfg.task)
+        # distinct task settings across the grid, named by what varies in them
+        task_keys = [k for k in exp.grid if k.startswith("task.")]
+        tasks = {
+            trial_name(values, default=""): with_values(exp.base, values).task
+            for values in exp.combinations(task_keys)
+        }
         made = [(label, task, build_splits(task)) for label, task in tasks.items()]
     except ConfigError as err:
         return fail(err)

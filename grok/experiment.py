@@ -2,25 +2,36 @@
 
 An experiment file has the keys of `EXPERIMENT_KEYS`; `load_experiment` merges its `config`
 over the defaults, applies `--set` overrides, and checks every grid point (and every edge of a
-search space) before anything runs. Trials are named from their varying values (`trial_name`).
-The file format is described in docs/experiments.md.
+search space) before anything runs. Each varying value is checked once against its setting's
+declaration, and each cross-field rule (grok/config.py) once per combination of the varying
+values of the keys it reads: the same outcome as building every point, at any grid size. Trials
+are named from their varying values (`trial_name`). The file format is described in
+docs/experiments.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from grok.config import Config, apply_overrides, flatten, parse_set, set_dotted
+from grok.config import (
+    RULES,
+    Config,
+    apply_overrides,
+    check_setting,
+    flatten,
+    get_dotted,
+    parse_set,
+    set_dotted,
+    with_values,
+)
 from grok.metrics import score_metric
 from grok.operations import OPERATIONS
-from grok.schema import ConfigError, check_int, check_keys
+from grok.schema import ConfigError, bounds, build, check_keys, read_mapping, shown
 from grok.search import Search, parse_search
 
 EXPERIMENT_KEYS = (
@@ -33,24 +44,30 @@ EXPERIMENT_KEYS = (
     "tune",
     "tracking",  # read by grok/tracking.py
 )
-MAX_EDGES = 1000  # edge configs checked before a search starts
+# A conservative training speed of one trial, for estimating how long a sweep takes: a 1-CPU
+# trial of the default model makes 12.7 steps/s on the benchmark machine (benchmarks/, see
+# docs/speed.md); smaller models and GPUs are faster.
+TRIAL_STEPS_PER_S = 10.0
 
 
 @dataclass
 class Resources:
     """What one trial asks Ray for."""
 
-    cpu: float = 1.0
-    gpu: float = 0.0
+    cpu: float = field(default=1.0, metadata=bounds(0))
+    gpu: float = field(default=0.0, metadata=bounds(0))
 
 
 @dataclass
 class TuneOptions:
     """The `tune` section: how Tune keeps checkpoints, retries and paces the trials."""
 
-    num_to_keep: int = 2  # checkpoints kept per trial, the best by the score metric
-    max_failures: int = 2  # retries of a trial that raised, from its last checkpoint
-    max_concurrent: int | None = None  # trials at once; None: as many as resources allow
+    # checkpoints kept per trial, the best by the score metric
+    num_to_keep: int = field(default=2, metadata=bounds(1))
+    # retries of a trial that raised, from its last checkpoint
+    max_failures: int = field(default=2, metadata=bounds(1))
+    # trials at once; None: as many as resources allow
+    max_concurrent: int | None = field(default=None, metadata=bounds(1))
 
 
 @dataclass
@@ -64,42 +81,93 @@ class Experiment:
     tune: TuneOptions = field(default_factory=TuneOptions)
     search: Search | None = None  # sampled settings; each point is repeated over the grid
 
-    def trials(self) -> list[tuple[dict[str, Any], Config]]:
-        """Each grid point: its varying values and its full config (product order of `grid`)."""
+    def points(self) -> Iterator[dict[str, Any]]:
+        """Each grid point's varying values, in the product order of `grid`, one at a time."""
         keys = list(self.grid)
-        points = itertools.product(*(self.grid[k] for k in keys))
-        return [
-            (
-                dict(zip(keys, values)),
-                apply_overrides(self.base, dict(zip(keys, values)), self.source),
-            )
-            for values in points
-        ]
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            yield dict(zip(keys, values))
+
+    def config(self, point: dict[str, Any]) -> Config:
+        """The full config of one grid point."""
+        return apply_overrides(self.base, point, self.source)
+
+    def trials(self) -> list[tuple[dict[str, Any], Config]]:
+        """Each grid point: its varying values and its full config (for small grids)."""
+        return [(point, self.config(point)) for point in self.points()]
+
+    @property
+    def num_points(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
 
     @property
     def num_trials(self) -> int:
         """Grid points, times the sampled points of a search."""
-        return math.prod(len(v) for v in self.grid.values()) * (
-            self.search.num_samples if self.search else 1
-        )
+        return self.num_points * (self.search.num_samples if self.search else 1)
+
+    def steps_per_trial(self) -> int:
+        """The most steps a trial may run: train.steps, or its largest grid value."""
+        if "train.steps" in self.grid:
+            return max(self.axes()["train.steps"])
+        return self.base.train.steps
+
+    def parallel_trials(self, cpus: float, gpus: float, max_concurrent: int | None) -> int:
+        """How many trials a cluster with `cpus` and `gpus` runs at once (at least 1)."""
+        fits = []
+        if self.resources.cpu > 0:
+            fits.append(int(cpus // self.resources.cpu))
+        if self.resources.gpu > 0:
+            fits.append(int(gpus // self.resources.gpu))
+        limit = max_concurrent or self.tune.max_concurrent
+        return max(1, min(fits + ([limit] if limit else [])))
+
+    def estimated_seconds(self, at_once: int) -> float:
+        """A sweep's time at TRIAL_STEPS_PER_S with `at_once` trials running together, every
+        trial running its whole budget (stop rules and schedulers only shorten it)."""
+        waves = math.ceil(self.num_trials / at_once)
+        return waves * self.steps_per_trial() / TRIAL_STEPS_PER_S
 
     @property
     def score_metric(self) -> str:
         """What ranks this experiment's checkpoints and trials."""
         return score_metric(self.base.task.val_fraction > 0)
 
-    def edges(self) -> list[Config]:
-        """The configs at the edges of the search space (each bound, every choice) with each
-        grid point: what can be checked before any point is sampled (at most MAX_EDGES)."""
-        if self.search is None:
-            return [cfg for _, cfg in self.trials()]
-        keys = list(self.search.space)
-        corners = itertools.product(*(self.search.space[k].args for k in keys))
-        combos = itertools.product((values for values, _ in self.trials()), corners)
-        return [
-            apply_overrides(self.base, {**point, **dict(zip(keys, corner))}, self.source)
-            for point, corner in itertools.islice(combos, MAX_EDGES)
-        ]
+    def axes(self) -> dict[str, list[Any]]:
+        """Every value each varying setting takes, as the setting holds it: the grid's values,
+        and a search's bounds or choices (what can be checked before any point is sampled)."""
+        out = {
+            key: [check_setting(key, v, f"{self.source}: grid") for v in values]
+            for key, values in self.grid.items()
+        }
+        for key, domain in (self.search.space if self.search else {}).items():
+            out[key] = list(domain.args)
+        return out
+
+    def combinations(self, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Each combination of the values the axes among `keys` take (others stay at base)."""
+        axes = self.axes()
+        varying = [k for k in keys if k in axes]
+        for values in itertools.product(*(axes[k] for k in varying)):
+            yield dict(zip(varying, values))
+
+    def configs(self, keys: Iterable[str]) -> Iterator[Config]:
+        """A config for each combination of the values of `keys` (see `combinations`)."""
+        for values in self.combinations(keys):
+            yield with_values(self.base, values)
+
+    def check_rules(self) -> None:
+        """Run each cross-field rule over the combinations of its keys' varying values: every
+        grid point and search edge is then valid, without building one config per point."""
+        for rule in RULES:
+            if not any(
+                k in self.grid or (self.search and k in self.search.space) for k in rule.keys
+            ):
+                continue  # the base config passed it
+            for values in self.combinations(rule.keys):
+                args = [values[k] if k in values else get_dotted(self.base, k) for k in rule.keys]
+                found = rule.check(*args)
+                if found:
+                    at = ", ".join(f"{k}={shown(v)}" for k, v in values.items())
+                    raise ConfigError(f"{self.source}: {found[0]}: {found[1]} (at {at})")
 
 
 # ---------------------------------------------------------------- trial names
@@ -144,17 +212,7 @@ def trial_name(values: dict[str, Any], default: str = "run") -> str:
 
 
 def _read(path: str | Path, source: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{source}: no such experiment file")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{at}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: an experiment file is a mapping with keys {EXPERIMENT_KEYS}")
+    raw = read_mapping(path, "experiment file")
     check_keys(raw, EXPERIMENT_KEYS, source)
     return raw
 
@@ -178,37 +236,24 @@ def _grid(raw: Any, base: Config, sets: list[str], source: str) -> dict[str, lis
     set_keys = {parse_set(s)[0] for s in sets}
     grid: dict[str, list[Any]] = {}
     for key, values in raw.items():
+        key = str(key)
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: grid.{key} must be a non-empty list of values")
-        if len({repr(v) for v in values}) != len(values):
-            raise ConfigError(f"{source}: grid.{key} lists a value twice")
         if key in set_keys:
             raise ConfigError(f"{source}: --set {key} would override the grid axis grid.{key}")
-        for value in values:  # each value checked alone, with the base
-            apply_overrides(base, {key: value}, f"{source}: grid")
-        grid[str(key)] = values
+        # each value checked once, against its setting's declaration
+        checked = [check_setting(key, value, f"{source}: grid") for value in values]
+        if len({(type(v), v) for v in checked}) != len(checked):
+            raise ConfigError(f"{source}: grid.{key} lists a value twice")
+        grid[key] = values
     return grid
 
 
 def _resources(raw: Any, source: str) -> Resources:
-    keys = [f.name for f in dataclasses.fields(Resources)]
-    if not isinstance(raw, dict) or set(raw) - set(keys):
-        raise ConfigError(f"{source}: resources takes cpu and gpu, e.g. {{cpu: 1, gpu: 0}}")
-    for key, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{source}: resources.{key} = {value!r}; allowed: a number >= 0")
-    res = Resources(**{k: float(v) for k, v in raw.items()})
+    res = build(Resources, raw, source, "resources.")
     if res.cpu <= 0 and res.gpu <= 0:
         raise ConfigError(f"{source}: resources: a trial needs some cpu or gpu")
     return res
-
-
-def _tune_options(raw: Any, source: str) -> TuneOptions:
-    keys = [f.name for f in dataclasses.fields(TuneOptions)]
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: tune must be a mapping; allowed keys: {', '.join(keys)}")
-    check_keys(raw, keys, source, "tune.")
-    return TuneOptions(**{k: check_int(v, 1, f"{source}: tune.{k}") for k, v in raw.items()})
 
 
 def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experiment:
@@ -224,10 +269,10 @@ def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experime
     base = _base(raw.get("config") or {}, sets, source)
     grid = _grid(raw.get("grid") or {}, base, sets, source)
     resources = _resources(raw.get("resources") or {}, source)
-    tune = _tune_options(raw.get("tune") or {}, source)
+    tune = build(TuneOptions, raw.get("tune") or {}, source, "tune.")
     search = None
     if raw.get("search") is not None:
         search = parse_search(raw["search"], base, grid, sets, source)
     exp = Experiment(name, description, base, grid, resources, source, tune, search)
-    exp.edges()  # every combination must be valid too
+    exp.check_rules()  # every combination must be valid too
     return exp

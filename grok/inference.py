@@ -1,4 +1,11 @@
-"""Generation from a trained model: completions of prompts and greedy exact-match accuracy."""
+"""Generation from a trained model: completions of prompts and greedy exact-match accuracy.
+
+Any prompt is either completed or refused with a one-line ValueError (a token outside the
+vocabulary, an empty prompt where the task has no start token, a prompt longer than the model's
+positions). A prompt the model can read but never saw the like of in training (a division by 0,
+another operation, another form than `a op b =`) is completed, and `outside_training` says why
+its answer means nothing.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +38,6 @@ def complete(
         ids = prompt_ids(cfg.task, tok, text)
         if not ids:
             raise ValueError("the prompt is empty and this task has no start token to begin from")
-        if cfg.task.kind == "modular":  # one equation of the task's operation, e.g. 12/5=
-            operation(cfg.task.op).parse("".join(tok.tokens(text)), cfg.task.p)
         if len(ids) >= model.max_len:
             raise ValueError(f"the prompt is {len(ids)} tokens; the model reads {model.max_len}")
         idx = torch.tensor([ids], device=device)
@@ -41,6 +46,24 @@ def complete(
         )
         out.append(tok.decode(full[0, len(ids) :].tolist()))
     return out
+
+
+def outside_training(cfg: Config, text: str) -> str | None:
+    """Why a modular task's prompt is outside the training distribution; None if it is not (or
+    the task is a text task, whose prompts are free). The prompt must tokenize."""
+    t = cfg.task
+    if t.kind != "modular":
+        return None
+    op = operation(t.op)
+    squeezed = "".join(build_tokenizer(t).tokens(text))  # the tokenizer drops spaces
+    try:
+        op.parse(squeezed, t.p)
+    except ValueError as err:
+        parts = squeezed[:-1].split(op.symbol) if squeezed.endswith("=") else []
+        if op.nonzero_b and len(parts) == 2 and parts[1] == "0":
+            return f"division by 0 has no answer mod {t.p}"
+        return f"the model was trained on equations of {t.op!r} only ({err})"
+    return None
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from grok.checkpoint import is_checkpoint
 from grok.config import Config
 from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
-from grok.schema import ConfigError
+from grok.schema import ConfigError, read_mapping
 
 EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
 REPORTS = "result.json"  # a trial's reports, one JSON object per line (Tune writes it)
@@ -78,17 +78,12 @@ def write_record(exp: Experiment, folder: Path, command: str) -> None:
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
-    """A folder's record; None when it has none. ValueError if it is not a record."""
+    """A folder's record; None when it has none. ConfigError (a ValueError) if it cannot be
+    read as a mapping."""
     path = folder / EXPERIMENT_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        record = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise ValueError(f"{path}: not valid YAML") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: not an experiment record")
-    return record
+    return read_mapping(path, "experiment record")
 
 
 def same_experiment(folder: Path, exp: Experiment) -> str | None:

@@ -9,6 +9,7 @@ The Trainer (grok/train.py) runs with `RunWriter` as its callback; the grid poin
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -18,28 +19,33 @@ from grok.cli import Parser, add_experiment, fail
 from grok.config import Config, dump_config
 from grok.experiment import Experiment, load_experiment, trial_name
 from grok.progress_bar import ProgressDisplay
-from grok.schema import ConfigError
+from grok.schema import ConfigError, shown
 from grok.train import EvalEvent, Trainer
 
 
 def pick_trial(exp: Experiment, which: str | None) -> tuple[str, Config]:
-    """The one config of an experiment file to run alone: the only grid point, or the named one."""
-    trials = exp.trials()
-    names = [trial_name(values) for values, _ in trials]
+    """The one config of an experiment file to run alone: the only grid point, or the named one
+    (the grid is walked point by point, never built whole)."""
+    n = exp.num_points
+    first = next(exp.points())
     if which is None:
-        if len(trials) > 1:
+        if n > 1:
             raise ConfigError(
-                f"{exp.source}: the grid has {len(trials)} points; choose one with --trial "
-                f"(a name such as {names[0]!r} or an index 0..{len(trials) - 1}), "
+                f"{exp.source}: the grid has {n} points; choose one with --trial "
+                f"(a name such as {trial_name(first)!r} or an index 0..{n - 1}), "
                 "or run the whole grid with tune_main.py"
             )
-        return names[0], trials[0][1]
-    if which.isdigit() and int(which) < len(trials):
-        return names[int(which)], trials[int(which)][1]
-    if which in names:
-        return which, trials[names.index(which)][1]
+        return trial_name(first), exp.config(first)
+    if which.isdigit() and int(which) < n:
+        point = next(itertools.islice(exp.points(), int(which), None))
+        return trial_name(point), exp.config(point)
+    for point in exp.points():
+        if trial_name(point) == which:
+            return which, exp.config(point)
+    names = [trial_name(p) for p in itertools.islice(exp.points(), 5)]
+    more = f", ... ({n} in all)" if n > len(names) else ""
     raise ConfigError(
-        f"--trial {which!r}: not in the grid; allowed: {', '.join(names)} or an index"
+        f"--trial {shown(which)}: not in the grid; allowed: {', '.join(names)}{more} or an index"
     )
 
 
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         out = (
             Path(args.out)
             if args.out
-            else Path("runs") / exp.name / (name if len(exp.trials()) > 1 else "")
+            else Path("runs") / exp.name / (name if exp.num_points > 1 else "")
         )
         if not args.resume and (out / "checkpoint").exists():
             raise ConfigError(

@@ -1,8 +1,12 @@
-"""Typed YAML: plain mappings turned into dataclasses, checked, with one clear line per mistake.
+"""Typed YAML: the one reader of YAML files, and plain mappings turned into checked dataclasses.
 
-A dataclass field's type annotation says what it accepts (`int`, `float`, `Literal[...]`, a union,
-a nested dataclass: a section) and its `bounds(...)` metadata the allowed range. `build` reads a
-mapping into such a dataclass and raises `ConfigError` naming the key and what is allowed.
+Each setting is declared once, as a dataclass field: its type annotation says what it accepts
+(`int`, `float`, `bool`, `str`, `Literal[...]` for choices, a union, a nested dataclass: a
+section) and its `bounds(...)` metadata the allowed range of a number. `Setting` is that
+declaration, and `Setting.check` the one checker every value goes through, whether it comes from
+a file, `--set`, a grid or a search space. `build` reads a mapping into such a dataclass and
+raises `ConfigError` naming the key and what is allowed; `read_mapping` reads a YAML file that
+must hold a mapping, refusing anything else in one line.
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ import math
 import types
 import typing
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 
 class ConfigError(ValueError):
@@ -28,18 +36,42 @@ def is_section(tp: Any) -> bool:
     return dataclasses.is_dataclass(tp)
 
 
-def allowed(tp: Any) -> str:
-    """Human description of what a type annotation accepts."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(allowed(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
+def shown(value: Any, width: int = 60) -> str:
+    """`repr(value)`, cut to `width` characters: a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def options(tp: Any) -> tuple[Any, ...]:
+    """The members of a union type (the type itself when it is not one)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def interval(spec: tuple) -> str:
+    lo, hi, lo_open, hi_open = spec
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    return f"{left}{lo_s}, {hi_s}{right}"
+
+
+def allowed(tp: Any, spec: tuple | None = None) -> str:
+    """Human description of what a type annotation (and a range) accepts."""
+    words = []
+    for option in options(tp):
+        if typing.get_origin(option) is Literal:
+            words.append("one of " + ", ".join(repr(a) for a in typing.get_args(option)))
+        elif option is type(None):
+            words.append("null")
+        elif option in (int, float):
+            name = "an integer" if option is int else "a number"
+            words.append(f"{name} in {interval(spec)}" if spec else name)
+        else:
+            words.append({str: "a string", bool: "true or false"}.get(option, str(option)))
+    return " or ".join(words)
 
 
 def _from_text(value: str) -> float:
@@ -76,7 +108,10 @@ def coerce(tp: Any, value: Any) -> Any:
     if isinstance(value, str):
         value = _from_text(value)
     if tp is float and isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float: infinite, refused by its range
+            return math.copysign(math.inf, value)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
@@ -84,28 +119,69 @@ def coerce(tp: Any, value: Any) -> Any:
     raise TypeError
 
 
-def check_range(value: Any, spec: tuple, where: str) -> None:
+def in_range(value: Any, spec: tuple) -> bool:
+    """Whether a number lies in the range `spec` (finite, and between its bounds)."""
     lo, hi, lo_open, hi_open = spec
-    if value is None or isinstance(value, str):
-        return
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: {value} is not finite")
+        return False
     bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
     bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
-    if bad_lo or bad_hi:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(
-            f"{where}: {value!r} is out of range; allowed: {left}{lo_s}, {hi_s}{right}"
-        )
+    return not (bad_lo or bad_hi)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One leaf setting as declared: its dotted key, type annotation and range (numbers)."""
+
+    key: str
+    type: Any
+    range: tuple | None = None
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The values of its `Literal` members (empty when it has none)."""
+        out: tuple[Any, ...] = ()
+        for option in options(self.type):
+            if typing.get_origin(option) is Literal:
+                out += typing.get_args(option)
+        return out
+
+    def allowed(self) -> str:
+        return allowed(self.type, self.range)
+
+    def check(self, value: Any, source: str) -> Any:
+        """`value` as this setting holds it; a ConfigError naming the key if it is not one."""
+        where = f"{source}: {self.key}"
+        try:
+            coerced = coerce(self.type, value)
+        except TypeError:
+            raise ConfigError(
+                f"{where} = {shown(value)} has the wrong type; allowed: {self.allowed()}"
+            ) from None
+        numeric = isinstance(coerced, (int, float)) and not isinstance(coerced, bool)
+        if numeric and self.range and not in_range(coerced, self.range):
+            what = "is not finite" if not math.isfinite(coerced) else "is out of range"
+            raise ConfigError(f"{where}: {shown(value)} {what}; allowed: {self.allowed()}")
+        return coerced
+
+
+def settings(cls: type, prefix: str = "") -> dict[str, Setting]:
+    """Every leaf setting of dataclass `cls` and its sections, by dotted key."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Setting] = {}
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], prefix + f.name
+        if is_section(tp):
+            out.update(settings(tp, key + "."))
+        else:
+            out[key] = Setting(key, tp, f.metadata.get("range"))
+    return out
 
 
 def check_int(value: Any, low: int, where: str) -> int:
     """`value` if it is an integer >= low (true and false are not integers here)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where} = {value!r}; allowed: an integer >= {low}")
+        raise ConfigError(f"{where} = {shown(value)}; allowed: an integer >= {low}")
     return value
 
 
@@ -116,13 +192,13 @@ def check_keys(data: dict, keys: Iterable[str], source: str, prefix: str = "") -
     if unknown:
         allowed_keys = ", ".join(prefix + k for k in keys)
         raise ConfigError(
-            f"{source}: unknown key {prefix + str(unknown[0])!r}; allowed: {allowed_keys}"
+            f"{source}: unknown key {shown(prefix + str(unknown[0]))}; allowed: {allowed_keys}"
         )
 
 
 def build(cls: type, data: Any, source: str, prefix: str = "") -> Any:
     """An instance of dataclass `cls` from a mapping; sections are read recursively and every
-    value is coerced to its field's type and checked against its bounds."""
+    value goes through its setting's check."""
     where = prefix.rstrip(".") or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(data).__name__}")
@@ -134,15 +210,48 @@ def build(cls: type, data: Any, source: str, prefix: str = "") -> Any:
         tp, key = hints[name], prefix + name
         if is_section(tp):
             values[name] = build(tp, value, source, key + ".")
-            continue
-        try:
-            coerced = coerce(tp, value)
-        except TypeError:
-            raise ConfigError(
-                f"{source}: {key} = {value!r} has the wrong type; allowed: {allowed(tp)}"
-            ) from None
-        spec = fields[name].metadata.get("range")
-        if spec:
-            check_range(coerced, spec, f"{source}: {key}")
-        values[name] = coerced
+        else:
+            values[name] = Setting(key, tp, fields[name].metadata.get("range")).check(value, source)
     return cls(**values)
+
+
+# ---------------------------------------------------------------- files
+
+
+def read_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """The mapping a YAML file holds. Anything else (no such file, a folder, bytes that are not
+    UTF-8, an empty file, YAML that does not parse, a document that is not a mapping) is a
+    ConfigError naming the file and what is wrong. Every YAML file a command reads comes here."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not {what}")
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such {what}") from None
+    except OSError as err:
+        raise ConfigError(
+            f"{p}: cannot read {what}: {err.strerror or err.__class__.__name__}"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{p}: not a text file (byte {err.start} is not UTF-8); {what}s are UTF-8 YAML"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{at}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML (nested too deeply)") from None
+    if raw is None:
+        raise ConfigError(f"{p}: is empty; {what}s are YAML mappings (key: value)")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{p}: holds a {type(raw).__name__}, not a mapping; {what}s are YAML mappings "
+            "(key: value)"
+        )
+    return raw

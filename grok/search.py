@@ -1,8 +1,9 @@
 """The `search` section of an experiment file: a sampled space of settings and how to search it.
 
-Every distribution is checked against the setting it samples before anything runs: its type, its
-bounds (each is a value the setting must accept with the base config) and the keys the grid and
-`--set` already own. grok/tune.py turns a `Search` into Tune's searcher and scheduler.
+Every distribution is checked against the declaration of the setting it samples before anything
+runs: its type, its bounds and choices (each is a value the setting must accept) and the keys the
+grid and `--set` already own; grok/experiment.py then runs the cross-field rules over its edges.
+grok/tune.py turns a `Search` into Tune's searcher and scheduler.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from grok.config import Config, parse_set, setting_type, setting_value
+from grok.config import Config, parse_set, setting
 from grok.metrics import OBJECTIVE, SEARCH_METRICS, THRESHOLDS, direction
 from grok.schema import ConfigError, allowed, check_int, check_keys, coerce
 
@@ -97,9 +98,10 @@ def _takes(tp: Any, wanted: type) -> bool:
     return tp is wanted or (tp is float and wanted is int)
 
 
-def _domain(base: Config, key: str, value: Any, source: str) -> Domain:
+def _domain(key: str, value: Any, source: str) -> Domain:
     where = f"{source}: search.space.{key}"
-    tp = setting_type(key, f"{source}: search.space")
+    declared = setting(key, f"{source}: search.space")
+    tp = declared.type
     if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS):
         raise ConfigError(
             f"{where}: {value!r} is not a distribution; allowed: one of "
@@ -109,9 +111,10 @@ def _domain(base: Config, key: str, value: Any, source: str) -> Domain:
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise ConfigError(f"{where}: choice takes a non-empty list of values")
-        if len({repr(v) for v in args}) != len(args):
+        checked = [declared.check(v, f"{source}: search.space") for v in args]
+        if len({(type(v), v) for v in checked}) != len(checked):
             raise ConfigError(f"{where}: choice lists a value twice")
-        return Domain(kind, [setting_value(base, key, v, f"{source}: search.space") for v in args])
+        return Domain(kind, checked)
     wanted = int if kind == "randint" else float
     what = "integers" if wanted is int else "numbers"
     try:
@@ -125,11 +128,11 @@ def _domain(base: Config, key: str, value: Any, source: str) -> Domain:
     if kind == "loguniform" and lo <= 0:
         raise ConfigError(f"{where}: loguniform needs lo > 0, got {lo:g}")
     for bound in (lo, hi):  # the bounds are values the setting must accept
-        setting_value(base, key, bound, f"{source}: search.space")
+        declared.check(bound, f"{source}: search.space")
     return Domain(kind, [lo, hi])
 
 
-def _space(raw: Any, base: Config, grid: dict, sets: list[str], source: str) -> dict:
+def _space(raw: Any, grid: dict, sets: list[str], source: str) -> dict:
     where = f"{source}: search.space"
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
@@ -153,7 +156,7 @@ def _space(raw: Any, base: Config, grid: dict, sets: list[str], source: str) -> 
             raise ConfigError(f"{where}.{key} is also a grid axis; a key is one or the other")
         if key in set_keys:
             raise ConfigError(f"{source}: --set {key} would override search.space.{key}")
-        space[key] = _domain(base, key, value, source)
+        space[key] = _domain(key, value, source)
     return space
 
 
@@ -165,7 +168,7 @@ def parse_search(
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping with keys {', '.join(SEARCH_KEYS)}")
     check_keys(raw, SEARCH_KEYS, source, "search.")
-    search = Search(_space(raw.get("space"), base, grid, sets, source))
+    search = Search(_space(raw.get("space"), grid, sets, source))
     for key, low in (("num_samples", 1), ("seed", 0)):
         value = raw.get(key, getattr(search, key))
         setattr(search, key, check_int(value, low, f"{where}.{key}"))

@@ -33,6 +33,7 @@ class SweepError(ValueError):
 class Cluster:
     dashboard_url: str | None
     cpus: float
+    gpus: float
 
 
 def prepare_folder(folder: Path, exp: Experiment, resume: bool, fresh: bool) -> str | None:
@@ -76,7 +77,8 @@ def start_ray(address: str | None, dashboard_host: str) -> Cluster:
             dashboard_host=dashboard_host,
             log_to_driver=False,
         )
-    return Cluster(ctx.dashboard_url, ray.cluster_resources().get("CPU", 0))
+    size = ray.cluster_resources()
+    return Cluster(ctx.dashboard_url, size.get("CPU", 0), size.get("GPU", 0))
 
 
 def run(

@@ -12,7 +12,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
-from grok.config import Config, dump_config
+from grok.config import SETTINGS, Config, dump_config
 from grok.data import IGNORE, SPLITS, Split, build_splits
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
@@ -64,7 +64,11 @@ def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
     return splits
 
 
-def check_data(configs: list[Config]) -> None:
+# The settings a dataset depends on: an experiment checks each combination of their values once.
+DATA_KEYS = tuple(k for k in SETTINGS if k.startswith("task.")) + ("model.max_len",)
+
+
+def check_data(configs: Iterable[Config]) -> None:
     """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
     seen = set()
     for cfg in configs:

@@ -166,7 +166,7 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
     """The param space and the TuneConfig arguments of a search."""
     s = exp.search
     space = {k: tune_domain(d) for k, d in s.space.items()}
-    points = [values for values, _ in exp.trials()]
+    points = list(exp.points())
     args: dict[str, Any] = {"metric": s.metric, "mode": s.mode}
     if s.algorithm == "random":
         # constant_grid_search: each sample is drawn once and run at every grid point.

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from grok.cli import Parser, fail
 from grok.config import TaskConfig
-from grok.schema import ConfigError, build, check_int, check_keys
+from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
@@ -92,12 +90,7 @@ def _part(raw: Any, where: str) -> Part:
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; ConfigError with one line naming what is wrong."""
     source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{source}: cannot read the study file ({type(err).__name__})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a study file is a mapping with keys {', '.join(STUDY_KEYS)}")
+    raw = read_mapping(path, "study file")
     check_keys(raw, STUDY_KEYS, source)
     study = Study(
         **{k: raw[k] for k in ("title", "intro", "budget_reason") if raw.get(k) is not None}

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, tiny configs, and one Ray cluster for the session."""
+"""Shared fixtures: the repository root, tiny configs, one Ray cluster for the session, and the
+Hypothesis profiles (`ci`, chosen when CI=true: a fixed seed and a bounded number of examples)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Token auth would write ~/.ray/auth_token; local test clusters need none.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+# Property tests: the same examples on every CI run (derandomize), few enough that together they
+# take well under a minute on 2 cores; no deadline (a loaded machine is not a failure). Locally
+# the examples are random, so each run explores new ones; HYPOTHESIS_PROFILE=deep hunts longer.
+EXAMPLES = 25
+settings.register_profile("ci", derandomize=True, max_examples=EXAMPLES, deadline=None)
+settings.register_profile("dev", max_examples=EXAMPLES, deadline=None)
+settings.register_profile("deep", max_examples=20 * EXAMPLES, deadline=None)
+default_profile = "ci" if os.environ.get("CI") == "true" else "dev"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default_profile))
 
 # A model and task small enough that a few hundred steps take a second or two.
 TINY = {

@@ -8,11 +8,13 @@ import shutil
 import pytest
 import torch
 from conftest import TINY, Payload, assert_one_line_error, rewrite_manifest, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import infer
 from grok.config import Config, apply_overrides
 from grok.data import SPLITS
-from grok.inference import complete, greedy_accuracy
+from grok.inference import complete, greedy_accuracy, outside_training
 from grok.train import Trainer
 
 MEMORIZED = "I love machine learning"
@@ -160,3 +162,85 @@ def test_infer_needs_a_prompt_or_eval(memorize_run, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: give --prompt TEXT and/or --eval")
+
+
+# ---------------------------------------------------------------- any prompt at all
+
+
+def tiny_model(overrides: dict):
+    """A model of TINY's shape after a few steps, with its config (what a checkpoint holds)."""
+    cfg = apply_overrides(Config.from_dict(TINY), {"train.steps": 3, **overrides}, "t")
+    trainer = Trainer(cfg)
+    trainer.fit()
+    return trainer.model.eval(), cfg
+
+
+@pytest.fixture(scope="module")
+def division():
+    return tiny_model({"task.op": "/"})
+
+
+@pytest.fixture(scope="module")
+def text_task():
+    text = {"task.kind": "text", "task.text": "I love machine learning", "task.tokenizer": "char"}
+    return tiny_model({**text, "task.train_fraction": 1.0, "task.val_fraction": 0.0})
+
+
+def answered_or_refused(model, cfg, prompt: str) -> str | None:
+    """The answer, or None when the prompt is refused with a one-line ValueError."""
+    try:
+        (answer,) = complete(model, cfg, [prompt])
+    except ValueError as err:
+        assert "\n" not in str(err), str(err)
+        return None
+    assert isinstance(answer, str)
+    return answer
+
+
+@settings(max_examples=4 * settings().max_examples)
+@given(prompt=st.text(max_size=80))
+def test_any_prompt_is_answered_or_refused_in_one_line(division, text_task, prompt):
+    for model, cfg in (division, text_task):
+        answered_or_refused(model, cfg, prompt)
+
+
+@given(
+    a=st.integers(0, 10),
+    op=st.sampled_from(["+", "-", "/"]),
+    b=st.integers(0, 10),
+    spaces=st.booleans(),
+)
+def test_prompts_outside_the_training_distribution_are_answered_and_flagged(
+    division, a, op, b, spaces
+):
+    model, cfg = division
+    prompt = f"{a} {op} {b} =" if spaces else f"{a}{op}{b}="
+    assert answered_or_refused(model, cfg, prompt) is not None
+    seen_in_training = op == "/" and b != 0  # the tokenizer drops spaces: same tokens
+    assert (outside_training(cfg, prompt) is None) == seen_in_training
+    if op == "/" and b == 0:
+        assert "division by 0" in outside_training(cfg, prompt)
+
+
+def test_prompts_the_vocabulary_cannot_hold_are_refused(division):
+    model, cfg = division
+    for prompt in ("11/2=", "1/x=", "", "٣/2=", "1/2=" * 40):
+        assert answered_or_refused(model, cfg, prompt) is None, prompt
+
+
+def test_infer_flags_a_division_by_zero_and_refuses_an_unknown_token(tmp_path, division, capsys):
+    model, cfg = division
+    trainer = Trainer(cfg)
+    trainer.model.load_state_dict(model.state_dict())
+    folder = trainer.save_checkpoint(tmp_path / "checkpoint")
+    assert infer.main([str(folder), "--prompt", "5/0=", "--prompt", "5/3="]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("5/0=") and len(out.splitlines()) == 2
+    why = "division by 0 has no answer mod 11"
+    assert err == f"note: '5/0=' is outside the training distribution ({why})\n"
+    line = run_infer_main(capsys, str(folder), "--prompt", "5/y=")
+    assert "'5/y='" in line
+    with pytest.raises(SystemExit) as exit_:
+        infer.main([str(folder), "--prompt", "5/3=", "--temperature", "nan"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --temperature must be a number >= 0")

@@ -286,21 +286,35 @@ def test_infer_answers_s5_prompts_in_their_text_form(tmp_path, capsys, tokenizer
 @pytest.mark.parametrize(
     ("settings", "prompt", "message"),
     [
-        ({"op": "*", "p": 7}, "3+5=", "not an equation of '*': expected A*B= with A, B residues"),
         ({"op": "*", "p": 7}, "3*9=", "'9' is not in the vocabulary"),
-        ({"op": "/", "p": 7}, "3/0=", "B not 0"),
-        ({"op": "s5:x*y", "tokenizer": "char"}, "12345.01234=", "permutations of 01234"),
         ({"op": "s5:x*y"}, "12345.01234=", "'12345' is not in the vocabulary"),
     ],
 )
-def test_infer_refuses_a_prompt_that_is_not_an_equation_of_the_task(
-    tmp_path, capsys, settings, prompt, message
-):
+def test_infer_refuses_a_prompt_it_cannot_read(tmp_path, capsys, settings, prompt, message):
     trainer = Trainer(Config.from_dict({**TINY, "task": settings}))
     checkpoint = trainer.save_checkpoint(tmp_path / "checkpoint")
     assert infer.main([str(checkpoint), "--prompt", prompt]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+@pytest.mark.parametrize(
+    ("settings", "prompt", "message"),
+    [
+        ({"op": "*", "p": 7}, "3+5=", "not an equation of '*': expected A*B= with A, B residues"),
+        ({"op": "/", "p": 7}, "3/0=", "division by 0 has no answer mod 7"),
+        ({"op": "s5:x*y", "tokenizer": "char"}, "12345.01234=", "permutations of 01234"),
+    ],
+)
+def test_infer_answers_and_flags_a_prompt_that_is_not_an_equation_of_the_task(
+    tmp_path, capsys, settings, prompt, message
+):
+    trainer = Trainer(Config.from_dict({**TINY, "task": settings}))
+    checkpoint = trainer.save_checkpoint(tmp_path / "checkpoint")
+    assert infer.main([str(checkpoint), "--prompt", prompt]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(prompt) and err.count("\n") == 1
+    assert err.startswith("note: ") and message in err
 
 
 def test_spaces_between_number_tokens_are_still_accepted():
