@@ -27,6 +27,7 @@ from grok.config import (
 )
 from grok.data import SPLITS, build_splits, describe
 from grok.select import EXPERIMENT_FILE
+from grok.storage import fetch, local_view
 from grok.train import MANIFEST
 from plotting import curves, grok_steps, search, tables
 from plotting.results import NotAnExperiment, Results, is_experiment, load
@@ -123,6 +124,7 @@ def generated_text(res: Results, task: TaskConfig) -> str:
     command += "" if metric == "val/acc" else f" --metric {metric}"
     try:
         found = find_checkpoint(res.folder, metric)
+        fetch(found.checkpoint)  # a mirror of a remote root holds no tensors until asked
         model, cfg = load_model(found.checkpoint)
         text = prompt + complete(model, cfg, [prompt])[0]
     except (SelectionError, CheckpointError, ConfigError, ValueError) as err:
@@ -404,7 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("root", help="the results root holding one folder per experiment (results/)")
     ap.add_argument("--out", default="report", help="output folder (default: report/)")
     args = ap.parse_args(argv)
-    root = Path(args.root)
+    try:
+        root = local_view(args.root)  # a URI: read from a local mirror
+    except (ValueError, OSError) as err:
+        return fail(err)
     if not root.is_dir():
         return fail(f"{root}: no such folder")
     if (root / EXPERIMENT_FILE).is_file():

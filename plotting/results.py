@@ -19,6 +19,7 @@ import yaml
 from grok.cli import Parser
 from grok.config import flatten, trial_name
 from grok.select import EXPERIMENT_FILE, read_reports
+from grok.storage import local_view
 
 SEED = "seed"
 # Tune's bookkeeping in each report: not metrics of the run.
@@ -36,6 +37,7 @@ BOOKKEEPING = (
     "time_since_restore",
     "iterations_since_restore",
     "experiment_tag",
+    "node_id",
 )
 TEXT_COLUMNS = ("status", "checkpoint_dir_name")
 
@@ -136,8 +138,12 @@ def _budget(meta: dict[str, Any], values: dict[str, Any]) -> float:
 
 
 def load(folder: str | Path) -> Results:
-    """Read every trial of an experiment folder; raises NotAnExperiment for any other folder."""
-    folder = Path(folder)
+    """Read every trial of an experiment folder (a path, or a URI: read from a local mirror);
+    raises NotAnExperiment for any other folder, or a location that cannot be read."""
+    try:
+        folder = local_view(folder)
+    except (ValueError, OSError) as err:
+        raise NotAnExperiment(str(err)) from None
     if not folder.is_dir():
         raise NotAnExperiment(f"{folder}: no such folder")
     if not is_experiment(folder):
