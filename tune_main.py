@@ -2,7 +2,10 @@
 sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
-    [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run]
+    [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run]
+
+The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
+results go to --storage, a folder or an object-store URI (grok/storage.py).
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
 
+from grok import cluster, storage
 from grok.cli import Parser, fail
 from grok.config import ConfigError, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
@@ -35,8 +38,17 @@ def parse_args(argv):
         metavar="KEY=VALUE",
         help="override a setting for every trial, e.g. --set train.steps=5000",
     )
-    ap.add_argument("--address", help="join a running Ray cluster ('auto', or host:port)")
-    ap.add_argument("--storage", default="results", help="results root (default: results/)")
+    ap.add_argument(
+        "--address",
+        help="join a running Ray cluster ('auto', host:port or ray://host:port; default: "
+        "RAY_ADDRESS when set, else start a local one)",
+    )
+    ap.add_argument(
+        "--storage",
+        default="results",
+        help="results root: a folder, file:// or s3://bucket/prefix?endpoint_override=... "
+        "(default: results/)",
+    )
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
     ap.add_argument(
         "--dashboard-host",
@@ -121,12 +133,12 @@ def describe_search(exp: Experiment) -> None:
     print(f"  each trial's own stop (stop.after_grok_steps): {own}; budget {budget} steps")
 
 
-def summarize(results, metric: str, folder: Path) -> int:
-    """One line per trial; returns the number of errored trials."""
+def summarize(results, metric: str, folder: storage.Location, view: Path) -> int:
+    """One line per trial (`view`: a local view of `folder`); returns the number errored."""
     errored = 0
     rows = []
     for result in results:
-        path = Path(result.path)
+        path = view / Path(result.path).name
         m = result.metrics or {}
         if result.error is not None:
             errored += 1
@@ -142,7 +154,7 @@ def summarize(results, metric: str, folder: Path) -> int:
                 fmt(m.get("train/acc")),
                 fmt(m.get("test/acc")),
                 "not reached" if grok is None else str(grok),
-                str(best[0]) if best else "-",
+                str(folder / path.name / best[0].name) if best else "-",
             )
         )
     header = ("trial", "status", "train acc", "test acc", "test 99% at", "best checkpoint")
@@ -187,8 +199,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {trial_name(values)}: {shown}")
         return 0
 
-    folder = Path(args.storage) / exp.name
-    existing = folder.exists() and any(folder.iterdir())
+    # Checked before anything is written: the storage, the cluster's address, the folder.
+    try:
+        root = storage.resolve(args.storage)
+        folder = root / exp.name
+        existing = folder.holds_anything()
+    except (storage.StorageError, OSError) as err:
+        return fail(f"--storage: {err}")
+    address = cluster.target(args.address)
+    try:
+        if address:
+            cluster.check_reachable(address)
+    except cluster.ClusterError as err:
+        return fail(err)
     from grok import tune as gtune  # Ray is imported only once a sweep will run
 
     if args.resume:
@@ -203,43 +226,35 @@ def main(argv: list[str] | None = None) -> int:
         unresumable = repair_state(folder)
         if unresumable:
             return fail(f"--resume: {unresumable}; use --fresh to start it anew")
-    elif existing:
-        if not args.fresh:
-            return fail(
-                f"{folder} already holds results; --resume continues them, "
-                "--fresh moves them aside and starts again"
-            )
-        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(str(folder), aside)
-        print(f"moved the earlier results to {aside}")
-
-    import ray
-
-    # Trials print nothing of their own (their metrics reach Tune's table), so worker output
-    # is not forwarded: it would only repeat Ray's checkpoint notices.
-    if args.address:
-        ctx = ray.init(address=args.address, log_to_driver=False)
-    else:
-        ctx = ray.init(
-            address="local",  # a new local cluster, never one a `ray start` left running
-            include_dashboard=True,
-            dashboard_host=args.dashboard_host,
-            log_to_driver=False,
+    elif existing and not args.fresh:
+        return fail(
+            f"{folder} already holds results; --resume continues them, "
+            "--fresh moves them aside and starts again"
         )
-    if ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}")
-    cpus = ray.cluster_resources().get("CPU", 0)
-    print(
-        f"{exp.name}: {exp.num_trials} trials on a cluster with {cpus:g} CPUs; results in {folder}",
-        flush=True,
-    )
+    try:
+        joined = cluster.join(address, args.dashboard_host)
+    except cluster.ClusterError as err:
+        return fail(err)
+    missing = cluster.missing_resources(exp.resources, joined)
+    if missing:
+        have = ", ".join(cluster.declared(joined)) or "none"
+        return fail(
+            f"{exp.source}: resources.{missing[0]}: no node of this cluster has enough of it "
+            f"(it has: {have}); declare it with `ray start --resources`"
+        )
+    if existing and not args.resume:
+        aside = root / f"{exp.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder.move_to(aside)
+        print(f"moved the earlier results to {aside}")
+    print(joined.describe())
+    print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
     try:
         if args.resume:
             tuner = gtune.restore_tuner(exp, folder)
         else:
             command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
             gtune.write_record(exp, folder, command)
-            tuner = gtune.build_tuner(exp, Path(args.storage), args.max_concurrent)
+            tuner = gtune.build_tuner(exp, root, args.max_concurrent)
         results = tuner.fit()
     except KeyboardInterrupt:
         print(
@@ -247,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    errored = summarize(results, gtune.score_metric(exp), folder)
+    view = storage.local_view(folder)
+    errored = summarize(results, gtune.score_metric(exp), folder, view)
     if exp.search:
-        summarize_search(folder)
+        summarize_search(view)
     if errored:
         print(
             f"{errored} trial(s) errored; see error.txt in their folders. "

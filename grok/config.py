@@ -483,8 +483,15 @@ def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experime
         grid[str(key)] = values
 
     resources = raw.get("resources") or {"cpu": 1, "gpu": 0}
-    if not isinstance(resources, dict) or set(resources) - {"cpu", "gpu"}:
-        raise ConfigError(f"{source}: resources takes cpu and gpu, e.g. {{cpu: 1, gpu: 0}}")
+    # Keys other than cpu and gpu are custom Ray resources, which the cluster's nodes declare
+    # (`ray start --resources`); tune_main.py checks that some node does.
+    if not isinstance(resources, dict) or not all(
+        isinstance(k, str) and k and k not in ("CPU", "GPU") for k in resources
+    ):
+        raise ConfigError(
+            f"{source}: resources maps cpu, gpu and custom Ray resources to numbers, "
+            "e.g. {cpu: 1, gpu: 0} or {cpu: 1, slot: 1}"
+        )
     res: dict[str, float] = {"cpu": 1.0, "gpu": 0.0}
     for key, value in resources.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

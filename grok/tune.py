@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 import yaml
 from ray import tune
@@ -26,7 +27,10 @@ from grok.config import Config, Domain, Experiment, apply_overrides, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
 from grok.select import EXPERIMENT_FILE
+from grok.storage import Location, at
 from grok.train import EvalEvent, Trainer, resolve_device
+
+NODE = "node_id"  # reported with every result: the Ray node the trial ran on
 
 
 def trial_threads(cpus: float) -> int:
@@ -51,14 +55,17 @@ def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             trainer.load_checkpoint(d)
+    # Which node ran each report (None when called outside Ray, where asking would start it).
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
     def report(event: EvalEvent) -> None:
+        metrics = {**event.metrics, NODE: node}
         if not event.checkpoint_due:
-            tune.report(event.metrics)
+            tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
             folder = event.trainer.save_checkpoint(Path(tmp) / "checkpoint")
-            tune.report(event.metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     trainer.fit(report)
 
@@ -84,9 +91,9 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
     }
 
 
-def same_experiment(folder: Path, exp: Experiment) -> str | None:
+def same_experiment(folder: Path | Location, exp: Experiment) -> str | None:
     """None if `folder` was made by `exp`; else what differs."""
-    path = folder / EXPERIMENT_FILE
+    path = at(folder) / EXPERIMENT_FILE
     if not path.is_file():
         return f"{folder} has no {EXPERIMENT_FILE}"
     old = yaml.safe_load(path.read_text()) or {}
@@ -99,9 +106,7 @@ def same_experiment(folder: Path, exp: Experiment) -> str | None:
 
 def make_trainable(exp: Experiment):
     trainable = tune.with_parameters(train_trial, base=exp.base.to_dict())
-    return tune.with_resources(
-        trainable, {"cpu": exp.resources["cpu"], "gpu": exp.resources["gpu"]}
-    )
+    return tune.with_resources(trainable, dict(exp.resources))  # cpu, gpu and custom ones
 
 
 def _dirname_creator(exp: Experiment):
@@ -189,10 +194,9 @@ class BackUpState(tune.Callback):
         state = newest_state_files(staging).get(EXPERIMENT_STATE)
         if state is None:
             return
-        stat = state.stat()
-        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(
-            staging, Path(storage.experiment_fs_path)
-        ):
+        stat = Path(state.path).stat()
+        experiment = Location(storage.storage_filesystem, storage.experiment_fs_path, "")
+        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(staging, experiment):
             self._saved = (stat.st_mtime_ns, stat.st_size)
 
 
@@ -224,14 +228,17 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
 
 
 def build_tuner(
-    exp: Experiment, storage: Path, max_concurrent: int | None = None, verbose: int = 1
+    exp: Experiment, storage: Path | Location, max_concurrent: int | None = None, verbose: int = 1
 ) -> tune.Tuner:
+    """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches."""
+    storage = at(storage)
     metric = score_metric(exp)
     max_concurrent = max_concurrent or exp.tune.get("max_concurrent")
     stop = exp.search.stop_if_train_below if exp.search else None
     run_config = tune.RunConfig(
         name=exp.name,
-        storage_path=str(storage.resolve()),
+        storage_path=storage.path,
+        storage_filesystem=storage.fs,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=exp.tune.get("num_to_keep", 2),
             checkpoint_score_attribute=metric,
@@ -257,18 +264,19 @@ def build_tuner(
     )
 
 
-def restore_tuner(exp: Experiment, folder: Path) -> tune.Tuner:
+def restore_tuner(exp: Experiment, folder: Path | Location) -> tune.Tuner:
     """Continue a sweep: unfinished and errored trials resume from their last checkpoints.
     The folder's Tune state must be whole (`grok.resume.repair_state` makes it so)."""
+    folder = at(folder)
     return tune.Tuner.restore(
-        str(folder.resolve()),
+        folder.path,
+        storage_filesystem=folder.fs,
         trainable=make_trainable(exp),
         resume_unfinished=True,
         resume_errored=True,
     )
 
 
-def write_record(exp: Experiment, folder: Path, command: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_record(exp: Experiment, folder: Path | Location, command: str) -> None:
     record = experiment_record(exp, command)
-    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+    (at(folder) / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
