@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-CONNECT_TIMEOUT_S = 10.0  # for the address's port to accept a connection
+CONNECT_TIMEOUT_S = 10.0  # for the address's port to accept a connection (a head just started)
 NOT_A_HOST = ("auto", "local")  # addresses Ray resolves itself
 
 
@@ -65,14 +65,20 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise ClusterError(
             f"Ray address {address!r}: allowed: host:port, ray://host:port, or 'auto'"
         )
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as err:
-        raise ClusterError(
-            f"Ray address {address}: nothing answers there ({err.strerror or err}); "
-            "start the cluster (`ray start --head`) or fix --address / RAY_ADDRESS"
-        ) from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(
+                (host, port), timeout=max(0.1, deadline - time.monotonic())
+            ):
+                return
+        except OSError as err:
+            if time.monotonic() + 0.5 >= deadline:
+                raise ClusterError(
+                    f"Ray address {address}: nothing answers there ({err.strerror or err}); "
+                    "start the cluster (`ray start --head`) or fix --address / RAY_ADDRESS"
+                ) from None
+            time.sleep(0.5)  # refused: a head may still be starting
 
 
 def join(address: str | None, dashboard_host: str = "127.0.0.1") -> Joined:
