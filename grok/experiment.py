@@ -38,10 +38,16 @@ MAX_EDGES = 1000  # edge configs checked before a search starts
 
 @dataclass
 class Resources:
-    """What one trial asks Ray for."""
+    """What one trial asks Ray for: CPUs, GPUs, and custom Ray resources, which the cluster's
+    nodes declare (`ray start --resources`; grok/cluster.py checks that some node does)."""
 
     cpu: float = 1.0
     gpu: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        """The flat mapping of the experiment file (and of Tune's `with_resources`)."""
+        return {"cpu": self.cpu, "gpu": self.gpu, **self.custom}
 
 
 @dataclass
@@ -191,13 +197,21 @@ def _grid(raw: Any, base: Config, sets: list[str], source: str) -> dict[str, lis
 
 
 def _resources(raw: Any, source: str) -> Resources:
-    keys = [f.name for f in dataclasses.fields(Resources)]
-    if not isinstance(raw, dict) or set(raw) - set(keys):
-        raise ConfigError(f"{source}: resources takes cpu and gpu, e.g. {{cpu: 1, gpu: 0}}")
+    # Keys other than cpu and gpu are custom Ray resources, which the cluster's nodes declare;
+    # Ray's own spellings CPU and GPU would bypass the cpu and gpu checks, so they are refused.
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and k and k not in ("CPU", "GPU") for k in raw
+    ):
+        raise ConfigError(
+            f"{source}: resources maps cpu, gpu and custom Ray resources to numbers, "
+            "e.g. {cpu: 1, gpu: 0} or {cpu: 1, slot: 1}"
+        )
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{source}: resources.{key} = {value!r}; allowed: a number >= 0")
-    res = Resources(**{k: float(v) for k, v in raw.items()})
+    values = {k: float(v) for k, v in raw.items()}
+    cpu, gpu = values.pop("cpu", 1.0), values.pop("gpu", 0.0)
+    res = Resources(cpu, gpu, values)
     if res.cpu <= 0 and res.gpu <= 0:
         raise ConfigError(f"{source}: resources: a trial needs some cpu or gpu")
     return res

@@ -24,6 +24,7 @@ from grok.config import Config
 from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
 from grok.schema import ConfigError
+from grok.storage import Location, at
 
 EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
 REPORTS = "result.json"  # a trial's reports, one JSON object per line (Tune writes it)
@@ -43,6 +44,7 @@ BOOKKEEPING = (
     "time_since_restore",
     "iterations_since_restore",
     "experiment_tag",
+    "node_id",  # the Ray node that ran the report (grok/tune.py)
 )
 ARCHIVED_FROM = "archived_from"  # in an archive's record: the results folder it was made of
 RECORD_KEYS = ("grid", "search", "config")  # what must match for --resume
@@ -64,22 +66,22 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
         "description": exp.description,
         "source": exp.source,
         "grid": exp.grid,
-        "resources": asdict(exp.resources),
+        "resources": exp.resources.as_dict(),
         "tune": asdict(exp.tune),
         "search": exp.search.to_record() if exp.search else None,
         "config": exp.base.to_dict(),
     }
 
 
-def write_record(exp: Experiment, folder: Path, command: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_record(exp: Experiment, folder: Path | Location, command: str) -> None:
+    """Write the record into `folder` (a path, or a Location in any storage), made if need be."""
     record = experiment_record(exp, command)
-    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+    (at(folder) / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
 
 
-def read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path | Location) -> dict[str, Any] | None:
     """A folder's record; None when it has none. ValueError if it is not a record."""
-    path = folder / EXPERIMENT_FILE
+    path = at(folder) / EXPERIMENT_FILE
     if not path.is_file():
         return None
     try:
@@ -91,7 +93,7 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return record
 
 
-def same_experiment(folder: Path, exp: Experiment) -> str | None:
+def same_experiment(folder: Path | Location, exp: Experiment) -> str | None:
     """None if `folder` was made by `exp`; else what differs."""
     try:
         old = read_record(folder)

@@ -39,6 +39,7 @@ VOLATILE = {
     "trial_id",
     "hostname",
     "node_ip",
+    "node_id",
     "done",
     "config",
 }
