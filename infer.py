@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 
+from grok import storage
 from grok.checkpoint import CheckpointError, load_model
 from grok.cli import Parser, fail
 from grok.config import ConfigError
@@ -21,7 +22,10 @@ from grok.results import SelectionError, find_checkpoint
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(description=__doc__.split("\n")[0])
-    ap.add_argument("path", help="a checkpoint folder, a run folder, or a sweep's results folder")
+    ap.add_argument(
+        "path",
+        help="a checkpoint folder, a run folder, or a sweep's results folder (a path or a URI)",
+    )
     ap.add_argument(
         "--prompt",
         action="append",
@@ -45,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         ap.error("--temperature must be a number >= 0")
     try:
-        found = find_checkpoint(args.path, args.metric, args.mode, args.trial)
+        found = find_checkpoint(storage.local_view(args.path), args.metric, args.mode, args.trial)
         if found.note:
             print(found.note)
+        storage.fetch(found.checkpoint)  # a mirror of a remote folder holds no tensors until asked
         model, cfg = load_model(found.checkpoint, args.device)
         completions = complete(model, cfg, args.prompt, args.temperature, args.seed)
-    except (CheckpointError, SelectionError, ConfigError, ValueError) as err:
+    except (CheckpointError, SelectionError, ConfigError, ValueError, OSError) as err:
         return fail(err)
     for prompt, answer in zip(args.prompt, completions):
         why = outside_training(cfg, prompt)

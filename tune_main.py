@@ -2,8 +2,11 @@
 sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
-    [--storage DIR] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
+    [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
     [--wandb PROJECT] [--mlflow URI]
+
+The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
+results go to --storage, a folder or an object-store URI (grok/storage.py). See docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from grok import cluster, storage
 from grok.cli import Parser, add_experiment, fail
 from grok.experiment import TRIAL_STEPS_PER_S, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
@@ -30,8 +34,17 @@ from plotting.results import load
 def parse_args(argv):
     ap = Parser(description="Run an experiment file as a Ray Tune sweep.")
     add_experiment(ap, "experiment YAML file (see experiments/)", " for every trial")
-    ap.add_argument("--address", help="join a running Ray cluster ('auto', or host:port)")
-    ap.add_argument("--storage", default="results", help="results root (default: results/)")
+    ap.add_argument(
+        "--address",
+        help="join a running Ray cluster ('auto', host:port or ray://host:port; default: "
+        "RAY_ADDRESS when set, else start a local one)",
+    )
+    ap.add_argument(
+        "--storage",
+        default="results",
+        help="results root: a folder, file:// or s3://bucket/prefix?endpoint_override=... "
+        "(default: results/)",
+    )
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
     ap.add_argument(
         "--dashboard-host",
@@ -115,11 +128,12 @@ def describe_search(exp: Experiment) -> None:
     print(f"  each trial's own stop (stop.after_grok_steps): {own}; budget {budget} steps")
 
 
-def summarize(results, metric: str, folder: Path) -> None:
-    """One line per trial."""
+def summarize(results, metric: str, folder: storage.Location, view: Path) -> None:
+    """One line per trial (`view`: a local view of `folder`); checkpoints shown where they are
+    stored."""
     rows = []
     for result in results:
-        path = Path(result.path)
+        path = view / Path(result.path).name
         m = result.metrics or {}
         status = "ERROR" if result.error is not None else m.get("status", "?")
         best = best_checkpoint(path, metric, "max")
@@ -131,7 +145,7 @@ def summarize(results, metric: str, folder: Path) -> None:
                 fmt(m.get("train/acc")),
                 fmt(m.get("test/acc")),
                 "not reached" if grok is None else str(grok),
-                str(best[0]) if best else "-",
+                str(folder / path.name / best[0].name) if best else "-",
             )
         )
     header = ("trial", "status", "train acc", "test acc", "test 99% at", "best checkpoint")
@@ -246,49 +260,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         dry_run(exp, exp.parallel_trials(cpus, gpus, args.max_concurrent))
         return 0
-    if not args.address and (refusal := too_large(exp, cpus, gpus, args, "on this machine")):
+    if not cluster.target(args.address) and (
+        refusal := too_large(exp, cpus, gpus, args, "on this machine")
+    ):
         return fail(refusal)
+
+    # Checked before Ray is imported and before anything is written: the storage, then the
+    # cluster's address (a dead one would have Ray retry for minutes), then the folder.
+    try:
+        root = storage.resolve(args.storage)
+    except (storage.StorageError, OSError) as err:
+        return fail(f"--storage: {err}")
+    folder = root / exp.name
+    address = cluster.target(args.address)
+    try:
+        if address:
+            cluster.check_reachable(address)
+    except cluster.ClusterError as err:
+        return fail(err)
 
     from grok import sweep  # Ray is imported only once a sweep will run
 
-    cluster = None
-    if args.address:  # joined first: the cluster's size decides whether the sweep is large
-        cluster = sweep.start_ray(args.address, args.dashboard_host)
-        if refusal := too_large(exp, cluster.cpus, cluster.gpus, args, "on the cluster"):
-            return fail(refusal)
-    storage = Path(args.storage)
-    folder = storage / exp.name
     try:
-        moved = sweep.prepare_folder(folder, exp, args.resume, args.fresh)
-    except sweep.SweepError as err:
+        existing = sweep.prepare_folder(folder, exp, args.resume, args.fresh)
+        joined = sweep.start_ray(address, args.dashboard_host, exp)
+    except (sweep.SweepError, storage.StorageError, OSError) as err:
         return fail(err)
-    if moved:
-        print(moved)
-    cluster = cluster or sweep.start_ray(args.address, args.dashboard_host)
-    if cluster.dashboard_url:
-        sign_in = dashboard_sign_in()
-        print(
-            f"Ray dashboard: http://{cluster.dashboard_url}" + (f" ({sign_in})" if sign_in else "")
-        )
-    print(
-        f"{exp.name}: {exp.num_trials} trials on a cluster with {cluster.cpus:g} CPUs; "
-        f"results in {folder}",
-        flush=True,
-    )
+    if address and (refusal := too_large(exp, joined.cpus, joined.gpus, args, "on the cluster")):
+        return fail(refusal)  # joined first: the cluster's size decides whether it is large
+    if existing:  # --fresh, once the sweep is known to be able to start
+        print(sweep.move_aside(root, exp.name))
+    print(joined.describe(dashboard_sign_in()))
+    print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
     command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
     try:
-        results = sweep.run(
-            exp, storage, args.resume, command, args.max_concurrent, tracking=tracking
-        )
+        results = sweep.run(exp, root, args.resume, command, args.max_concurrent, tracking=tracking)
     except KeyboardInterrupt:
         print(
             f"interrupted; continue with: python tune_main.py {args.experiment} --resume",
             file=sys.stderr,
         )
         return 130
-    summarize(results, exp.score_metric, folder)
+    view = storage.local_view(folder)
+    summarize(results, exp.score_metric, folder, view)
     if exp.search:
-        summarize_search(folder)
+        summarize_search(view)
     if results.errors:
         print(
             f"{len(results.errors)} trial(s) errored; see error.txt in their folders. "

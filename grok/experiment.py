@@ -52,10 +52,18 @@ TRIAL_STEPS_PER_S = 10.0
 
 @dataclass
 class Resources:
-    """What one trial asks Ray for."""
+    """What one trial asks Ray for: CPUs, GPUs, and custom Ray resources, which the cluster's
+    nodes declare (`ray start --resources`; grok/cluster.py checks that some node does)."""
 
     cpu: float = field(default=1.0, metadata=bounds(0))
     gpu: float = field(default=0.0, metadata=bounds(0))
+    # Custom Ray resources by name (the cluster's nodes declare them); their names are free, so
+    # they are checked where the section is read, not declared as settings.
+    custom: dict[str, float] = field(default_factory=dict, metadata={"free_form": True})
+
+    def as_dict(self) -> dict[str, float]:
+        """The flat mapping of the experiment file (and of Tune's `with_resources`)."""
+        return {"cpu": self.cpu, "gpu": self.gpu, **self.custom}
 
 
 @dataclass
@@ -250,7 +258,24 @@ def _grid(raw: Any, base: Config, sets: list[str], source: str) -> dict[str, lis
 
 
 def _resources(raw: Any, source: str) -> Resources:
-    res = build(Resources, raw, source, "resources.")
+    # Keys other than cpu and gpu are custom Ray resources, which the cluster's nodes declare;
+    # Ray's own spellings CPU and GPU would bypass the cpu and gpu checks, so they are refused.
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and k and k not in ("CPU", "GPU", "custom") for k in raw
+    ):
+        raise ConfigError(
+            f"{source}: resources maps cpu, gpu and custom Ray resources to numbers, "
+            "e.g. {cpu: 1, gpu: 0} or {cpu: 1, slot: 1}"
+        )
+    custom = {k: v for k, v in raw.items() if k not in ("cpu", "gpu")}
+    for key, value in custom.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(f"{source}: resources.{key} = {shown(value)}; allowed: a number >= 0")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: resources.{key} = {value}; allowed: a finite number")
+    standard = {k: v for k, v in raw.items() if k in ("cpu", "gpu")}
+    res = build(Resources, standard, source, "resources.")
+    res.custom = {k: float(v) for k, v in custom.items()}
     if res.cpu <= 0 and res.gpu <= 0:
         raise ConfigError(f"{source}: resources: a trial needs some cpu or gpu")
     return res

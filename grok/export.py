@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from grok import storage
 from grok.checkpoint import CheckpointError, export_weights
 from grok.cli import Parser, fail
 from grok.results import SelectionError, find_checkpoint
@@ -16,16 +17,20 @@ from grok.results import SelectionError, find_checkpoint
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m grok.export", description=__doc__.split("\n")[0])
-    ap.add_argument("path", help="a checkpoint folder, a run folder, or a sweep's results folder")
+    ap.add_argument(
+        "path",
+        help="a checkpoint folder, a run folder, or a sweep's results folder (a path or a URI)",
+    )
     ap.add_argument("--out", required=True, help="the folder to write (replaced if a checkpoint)")
     ap.add_argument("--trial", help="sweeps: this trial instead of the best")
     ap.add_argument("--metric", help="sweeps: rank trials and checkpoints by this metric")
     ap.add_argument("--mode", choices=["max", "min"], help="default max for acc, else min")
     args = ap.parse_args(argv)
     try:
-        found = find_checkpoint(args.path, args.metric, args.mode, args.trial)
+        found = find_checkpoint(storage.local_view(args.path), args.metric, args.mode, args.trial)
+        storage.fetch(found.checkpoint)  # a mirror of a remote folder holds no tensors until asked
         out = export_weights(found.checkpoint, args.out)
-    except (CheckpointError, SelectionError, OSError) as err:
+    except (CheckpointError, SelectionError, storage.StorageError, OSError) as err:
         return fail(err)
     if found.note:
         print(found.note)

@@ -23,7 +23,8 @@ from grok.checkpoint import is_checkpoint
 from grok.config import Config
 from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
-from grok.schema import ConfigError, read_mapping
+from grok.schema import ConfigError, parse_mapping, read_mapping
+from grok.storage import Location, at
 
 EXPERIMENT_FILE = "experiment.yaml"  # the record, beside a sweep's trial folders
 REPORTS = "result.json"  # a trial's reports, one JSON object per line (Tune writes it)
@@ -43,6 +44,7 @@ BOOKKEEPING = (
     "time_since_restore",
     "iterations_since_restore",
     "experiment_tag",
+    "node_id",  # the Ray node that ran the report (grok/tune.py)
 )
 ARCHIVED_FROM = "archived_from"  # in an archive's record: the results folder it was made of
 RECORD_KEYS = ("grid", "search", "config")  # what must match for --resume
@@ -64,29 +66,31 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
         "description": exp.description,
         "source": exp.source,
         "grid": exp.grid,
-        "resources": asdict(exp.resources),
+        "resources": exp.resources.as_dict(),
         "tune": asdict(exp.tune),
         "search": exp.search.to_record() if exp.search else None,
         "config": exp.base.to_dict(),
     }
 
 
-def write_record(exp: Experiment, folder: Path, command: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_record(exp: Experiment, folder: Path | Location, command: str) -> None:
+    """Write the record into `folder` (a path, or a Location in any storage), made if need be."""
     record = experiment_record(exp, command)
-    (folder / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+    (at(folder) / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
 
 
-def read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path | Location) -> dict[str, Any] | None:
     """A folder's record; None when it has none. ConfigError (a ValueError) if it cannot be
     read as a mapping."""
-    path = folder / EXPERIMENT_FILE
-    if not path.exists():
+    path = at(folder) / EXPERIMENT_FILE
+    if not path.is_file():
         return None
-    return read_mapping(path, "experiment record")
+    if path.local is not None:
+        return read_mapping(path.local, "experiment record")
+    return parse_mapping(path.read_bytes(), str(path), "experiment record")
 
 
-def same_experiment(folder: Path, exp: Experiment) -> str | None:
+def same_experiment(folder: Path | Location, exp: Experiment) -> str | None:
     """None if `folder` was made by `exp`; else what differs."""
     try:
         old = read_record(folder)

@@ -11,19 +11,21 @@ when the folder's own copy is cut off or missing. Whole means: JSON that parses,
 stream whose opcodes run to its STOP at the file's end (checked with `pickletools`, which reads
 opcodes and builds no objects).
 
-No Ray here: the sweep's callback (grok/tune.py) and tune_main.py call these functions.
+The results folder may be on a local disk or in an object store (grok/storage.py): there a
+file is written whole by its upload, and "moving aside" is a copy and a delete.
+
+No Ray here: the sweep's callback (grok/tune.py) and grok/sweep.py call these functions.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickletools
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
+
+from grok.storage import Location, at
 
 BACKUP = ".resume-state"
 EXPERIMENT_STATE = "experiment_state"
@@ -52,70 +54,61 @@ def is_whole(data: bytes) -> bool:
     return True
 
 
-def newest_state_files(folder: Path) -> dict[str, Path]:
+def newest_state_files(folder: Path | Location) -> dict[str, Location]:
     """For each kind of state file in `folder`, the one Tune would read: the newest session's."""
-    newest: dict[str, tuple[str, Path]] = {}
-    if not folder.is_dir():
-        return {}
-    for path in folder.iterdir():
-        m = STATE_FILE.match(path.name)
-        if m and path.is_file():
+    folder = at(folder)
+    newest: dict[str, str] = {}
+    for name in folder.names():
+        m = STATE_FILE.match(name)
+        if m:
             kind, session = m.group(1), m.group(2)
-            if kind not in newest or session > newest[kind][0]:
-                newest[kind] = (session, path)
-    return {kind: path for kind, (_, path) in newest.items()}
+            if kind not in newest or session > _session(newest[kind]):
+                newest[kind] = name
+    return {kind: folder / name for kind, name in newest.items()}
 
 
-def _session(path: Path) -> str:
-    return STATE_FILE.match(path.name).group(2)
+def _session(name: str) -> str:
+    return STATE_FILE.match(name).group(2)
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as f:
-        f.write(data)
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, target)
-
-
-def back_up_state(staging: Path, experiment: Path) -> bool:
+def back_up_state(staging: Path, experiment: Path | Location) -> bool:
     """Copy the newest state files of Tune's `staging` folder into `experiment`'s backup folder,
     if all are whole. Returns whether it did; the backup keeps only this set."""
     files = newest_state_files(staging)
     if EXPERIMENT_STATE not in files:
         return False
-    contents = {path.name: path.read_bytes() for path in files.values()}
+    contents = {f.name: f.read_bytes() for f in files.values()}
     if not all(is_whole(data) for data in contents.values()):
         return False
-    backup = experiment / BACKUP
-    backup.mkdir(exist_ok=True)
+    backup = at(experiment) / BACKUP
     for name, data in contents.items():
-        _write_atomic(backup / name, data)
-    for old in backup.iterdir():  # an earlier session's files, or a dead writer's temp file
-        if old.is_file() and old.name not in contents:
-            old.unlink()
+        (backup / name).write_bytes(data)
+    for old in backup.names():  # an earlier session's files, or a dead writer's temp file
+        if old not in contents:
+            (backup / old).delete()
     return True
 
 
-def repair_state(experiment: Path) -> str | None:
+def repair_state(experiment: Path | Location) -> str | None:
     """Make the state Tune will read whole, from the backup if need be. None when it is; else
     why the sweep cannot be resumed. Files set aside go to `.resume-state/broken-<time>/`."""
+    experiment = at(experiment)
     files = newest_state_files(experiment)
-    broken = [p for p in files.values() if not is_whole(p.read_bytes())]
+    broken = [f.name for f in files.values() if not is_whole(f.read_bytes())]
     if EXPERIMENT_STATE in files and not broken:
         return None
     saved = newest_state_files(experiment / BACKUP)
-    if EXPERIMENT_STATE not in saved or not all(is_whole(p.read_bytes()) for p in saved.values()):
+    if EXPERIMENT_STATE not in saved or not all(is_whole(f.read_bytes()) for f in saved.values()):
         what = "a cut-off copy" if broken else "no copy"
         return (
             f"{experiment} holds {what} of Tune's experiment state and no whole backup of it "
             "(the sweep stopped before its first save completed)"
         )
-    session = _session(saved[EXPERIMENT_STATE])
+    session = _session(saved[EXPERIMENT_STATE].name)
     aside = experiment / BACKUP / f"broken-{time.strftime('%Y%m%d-%H%M%S')}"
-    for path in experiment.iterdir():
-        if STATE_FILE.match(path.name) and (path in broken or _session(path) > session):
-            aside.mkdir(exist_ok=True)
-            shutil.move(str(path), aside / path.name)
-    for path in saved.values():
-        _write_atomic(experiment / path.name, path.read_bytes())
+    for name in experiment.names():
+        if STATE_FILE.match(name) and (name in broken or _session(name) > session):
+            (experiment / name).move_to(aside / name)
+    for f in saved.values():
+        (experiment / f.name).write_bytes(f.read_bytes())
     return None

@@ -171,6 +171,8 @@ def settings(cls: type, prefix: str = "") -> dict[str, Setting]:
     out: dict[str, Setting] = {}
     for f in dataclasses.fields(cls):
         tp, key = hints[f.name], prefix + f.name
+        if f.metadata.get("free_form"):  # a mapping of names the user chooses: checked apart
+            continue
         if is_section(tp):
             out.update(settings(tp, key + "."))
         else:
@@ -233,6 +235,11 @@ def read_mapping(path: str | Path, what: str = "file") -> dict[str, Any]:
         raise ConfigError(
             f"{p}: cannot read {what}: {err.strerror or err.__class__.__name__}"
         ) from None
+    return parse_mapping(data, p, what)
+
+
+def parse_mapping(data: bytes, p: str | Path, what: str = "file") -> dict[str, Any]:
+    """The mapping the YAML bytes `data` of the file `p` hold, or read_mapping's ConfigError."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -1,44 +1,43 @@
 """One sweep, start to end: the results folder's policy, Ray, and the Tuner built or restored.
 
-A sweep writes into `<storage>/<experiment name>/`. A new sweep needs that folder empty or
-absent; `--fresh` moves an earlier one aside (`<name>.old-<time>`); `--resume` continues it, if
+A sweep writes into `<storage>/<experiment name>/`, where storage is a folder or an object-store
+URI (grok/storage.py). A new sweep needs that folder empty or absent; `--fresh` moves an earlier
+one aside (`<name>.old-<time>`), once the cluster has been joined; `--resume` continues it, if
 its record (grok/results.py) says it is this experiment and Tune's saved state is whole
-(grok/resume.py). Ray is joined (`--address`) or started as a new local cluster; the Tuner comes
-from grok/tune.py, with the trackers of grok/tracking.py. tune_main.py parses the command line
+(grok/resume.py). The cluster is joined (`--address`, else RAY_ADDRESS) or started as a new
+local one (grok/cluster.py), and must have the custom resources the trials ask for; the Tuner
+comes from grok/tune.py, with the trackers of grok/tracking.py. tune_main.py parses the command
+line, checks the storage and the cluster's address before this module (and Ray) is imported,
 and prints around these functions.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import ray
 from ray import tune
 
+from grok import cluster
 from grok import tune as gtune
 from grok.experiment import Experiment
 from grok.results import same_experiment, write_record
 from grok.resume import repair_state
+from grok.storage import Location, at
 from grok.tracking import Tracking
 
 
 class SweepError(ValueError):
-    """A results folder this sweep cannot start or continue in; the message says what to do."""
+    """A results folder this sweep cannot start or continue in, or a cluster it cannot run on;
+    the message says what to do."""
 
 
-@dataclass
-class Cluster:
-    dashboard_url: str | None
-    cpus: float
-    gpus: float
-
-
-def prepare_folder(folder: Path, exp: Experiment, resume: bool, fresh: bool) -> str | None:
-    """Make `folder` ready for the sweep, or refuse; a line for people when it moved one aside."""
-    existing = folder.exists() and any(folder.iterdir())
+def prepare_folder(folder: Path | Location, exp: Experiment, resume: bool, fresh: bool) -> bool:
+    """Check that the sweep may start or continue in `folder`, or refuse; nothing is written
+    (a --resume may repair Tune's saved state). Returns whether `folder` holds an earlier sweep
+    that --fresh moves aside (`move_aside`, once the cluster has been joined)."""
+    folder = at(folder)
+    existing = folder.holds_anything()
     if resume:
         if not existing:
             raise SweepError(f"--resume: {folder} does not exist; run without --resume to start it")
@@ -51,39 +50,44 @@ def prepare_folder(folder: Path, exp: Experiment, resume: bool, fresh: bool) -> 
         unresumable = repair_state(folder)
         if unresumable:
             raise SweepError(f"--resume: {unresumable}; use --fresh to start it anew")
-        return None
-    if not existing:
-        return None
-    if not fresh:
+        return False
+    if existing and not fresh:
         raise SweepError(
             f"{folder} already holds results; --resume continues them, "
             "--fresh moves them aside and starts again"
         )
-    aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    shutil.move(str(folder), aside)
+    return existing
+
+
+def move_aside(storage: Path | Location, name: str) -> str:
+    """Move the earlier sweep `<storage>/<name>` to `<name>.old-<time>` beside it (on an object
+    store, a copy and a delete); a line for people."""
+    storage = at(storage)
+    aside = storage / f"{name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    (storage / name).move_to(aside)
     return f"moved the earlier results to {aside}"
 
 
-def start_ray(address: str | None, dashboard_host: str) -> Cluster:
-    """Join the cluster at `address`, or start a new local one with a dashboard."""
-    # Trials print nothing of their own (their metrics reach Tune's table), so worker output
-    # is not forwarded: it would only repeat Ray's checkpoint notices.
-    if address:
-        ctx = ray.init(address=address, log_to_driver=False)
-    else:
-        ctx = ray.init(
-            address="local",  # a new local cluster, never one a `ray start` left running
-            include_dashboard=True,
-            dashboard_host=dashboard_host,
-            log_to_driver=False,
+def start_ray(address: str | None, dashboard_host: str, exp: Experiment) -> cluster.Joined:
+    """Join the cluster at `address` (None: start a new local one with a dashboard) and check
+    that it has the custom resources a trial of `exp` asks for; raises SweepError."""
+    try:
+        joined = cluster.join(address, dashboard_host)
+    except cluster.ClusterError as err:
+        raise SweepError(str(err)) from None
+    missing = cluster.missing_resources(exp.resources.as_dict(), joined)
+    if missing:
+        have = ", ".join(cluster.declared(joined)) or "none"
+        raise SweepError(
+            f"{exp.source}: resources.{missing[0]}: no node of this cluster has enough of it "
+            f"(it has: {have}); declare it with `ray start --resources`"
         )
-    size = ray.cluster_resources()
-    return Cluster(ctx.dashboard_url, size.get("CPU", 0), size.get("GPU", 0))
+    return joined
 
 
 def run(
     exp: Experiment,
-    storage: Path,
+    storage: Path | Location,
     resume: bool,
     command: str,
     max_concurrent: int | None = None,
@@ -92,6 +96,7 @@ def run(
     """Run (or continue) the sweep to its end: a new one records itself in its folder first.
     `tracking` names the trackers a new sweep logs to besides TensorBoard; a continued one logs
     to those it started with (Tune restores its callbacks with its state)."""
+    storage = at(storage)
     folder = storage / exp.name
     if resume:
         tuner = gtune.restore_tuner(exp, folder)

@@ -1,7 +1,9 @@
 """Ray Tune adapter: the trainable, and an experiment file turned into a Tuner.
 
-With grok/sweep.py (which starts Ray) and grok/loggers.py (Tune's logger callbacks, imported
-by build_tuner alone), the only module of the library that imports Ray. A trial's Tune config
+With grok/sweep.py (which starts Ray), grok/cluster.py (which joins it, importing Ray inside
+`join`) and grok/loggers.py (Tune's logger callbacks, imported by build_tuner alone), the only
+module of the library that imports Ray. Results go to any filesystem pyarrow reaches
+(grok/storage.py); each report names the node that made it (`node_id`). A trial's Tune config
 holds just its varying values (dotted keys, as in the experiment's grid and search space); the
 experiment's base config travels with the trainable (`tune.with_parameters`) so each trial
 rebuilds its full `Config` and checks it. A search samples its space with Tune's random search
@@ -14,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -27,8 +30,11 @@ from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
 from grok.search import Domain
+from grok.storage import Location, at
 from grok.tracking import Tracking
 from grok.train import EvalEvent, Trainer, resolve_device
+
+NODE = "node_id"  # reported with every result: the Ray node the trial ran on
 
 
 def trial_threads(cpus: float) -> int:
@@ -53,21 +59,24 @@ def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             trainer.load_checkpoint(d)
+    # Which node ran each report (None when called outside Ray, where asking would start it).
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
     def report(event: EvalEvent) -> None:
+        metrics = {**event.metrics, NODE: node}
         if not event.checkpoint_due:
-            tune.report(event.metrics)
+            tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
             folder = event.trainer.save_checkpoint(Path(tmp) / "checkpoint")
-            tune.report(event.metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     trainer.fit(report)
 
 
 def make_trainable(exp: Experiment):
     trainable = tune.with_parameters(train_trial, base=exp.base.to_dict())
-    return tune.with_resources(trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+    return tune.with_resources(trainable, exp.resources.as_dict())  # cpu, gpu and custom ones
 
 
 def _dirname_creator(exp: Experiment):
@@ -155,10 +164,9 @@ class BackUpState(tune.Callback):
         state = newest_state_files(staging).get(EXPERIMENT_STATE)
         if state is None:
             return
-        stat = state.stat()
-        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(
-            staging, Path(storage.experiment_fs_path)
-        ):
+        stat = Path(state.path).stat()
+        experiment = Location(storage.storage_filesystem, storage.experiment_fs_path, "")
+        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(staging, experiment):
             self._saved = (stat.st_mtime_ns, stat.st_size)
 
 
@@ -191,18 +199,21 @@ def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, d
 
 def build_tuner(
     exp: Experiment,
-    storage: Path,
+    storage: Path | Location,
     max_concurrent: int | None = None,
     verbose: int = 1,
     tracking: Tracking | None = None,
 ) -> tune.Tuner:
+    """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches."""
     from grok.loggers import logger_callbacks  # the driver's alone: trials need no trackers
 
+    storage = at(storage)
     max_concurrent = max_concurrent or exp.tune.max_concurrent
     stop = exp.search.stop_if_train_below if exp.search else None
     run_config = tune.RunConfig(
         name=exp.name,
-        storage_path=str(storage.resolve()),
+        storage_path=storage.path,
+        storage_filesystem=storage.fs,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=exp.tune.num_to_keep,
             checkpoint_score_attribute=exp.score_metric,
@@ -233,11 +244,13 @@ def build_tuner(
     )
 
 
-def restore_tuner(exp: Experiment, folder: Path) -> tune.Tuner:
+def restore_tuner(exp: Experiment, folder: Path | Location) -> tune.Tuner:
     """Continue a sweep: unfinished and errored trials resume from their last checkpoints.
     The folder's Tune state must be whole (`grok.resume.repair_state` makes it so)."""
+    folder = at(folder)
     return tune.Tuner.restore(
-        str(folder.resolve()),
+        folder.path,
+        storage_filesystem=folder.fs,
         trainable=make_trainable(exp),
         resume_unfinished=True,
         resume_errored=True,

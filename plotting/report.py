@@ -30,6 +30,7 @@ from grok.results import (
     find_checkpoint,
     is_experiment,
 )
+from grok.storage import fetch, local_view
 from plotting import curves, grok_steps, law, progress, search, tables
 from plotting.results import NotAnExperiment, Results, group_label, load
 from plotting.study import Entry, Part, Study, load_study
@@ -78,6 +79,7 @@ def generated_text(res: Results, task: TaskConfig, out: Path) -> str:
     command += "" if metric == "val/acc" or source == shipped else f" --metric {metric}"
     try:
         found = find_checkpoint(source, metric)
+        fetch(found.checkpoint)  # a mirror of a remote root holds no tensors until asked
         model, cfg = load_model(found.checkpoint)
         text = prompt + complete(model, cfg, [prompt])[0]
     except (SelectionError, CheckpointError, ConfigError, ValueError) as err:
@@ -438,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         "present; else every experiment found, each introduced by its description)",
     )
     args = ap.parse_args(argv)
-    root, out = Path(args.root), Path(args.out)
+    out = Path(args.out)
+    try:
+        root = local_view(args.root)  # a URI: read from a local mirror
+    except (ValueError, OSError) as err:
+        return fail(err)
     if not root.is_dir():
         return fail(f"{root}: no such folder")
     if (root / EXPERIMENT_FILE).is_file():

@@ -26,6 +26,7 @@ from grok.results import (
     read_record,
     read_reports,
 )
+from grok.storage import local_view
 
 SEED = "seed"
 TEXT_COLUMNS = ("status", "checkpoint_dir_name")
@@ -132,8 +133,12 @@ def _budget(meta: dict[str, Any], values: dict[str, Any]) -> float:
 
 
 def load(folder: str | Path) -> Results:
-    """Read every trial of an experiment folder; raises NotAnExperiment for any other folder."""
-    folder = Path(folder)
+    """Read every trial of an experiment folder (a path, or a URI: read from a local mirror);
+    raises NotAnExperiment for any other folder, or a location that cannot be read."""
+    try:
+        folder = local_view(folder)
+    except (ValueError, OSError) as err:
+        raise NotAnExperiment(str(err)) from None
     if not folder.is_dir():
         raise NotAnExperiment(f"{folder}: no such folder")
     if not is_experiment(folder):

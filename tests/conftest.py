@@ -12,6 +12,7 @@ import yaml
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["cluster_fixtures"]  # the S3 server and the multi-node cluster
 # Token auth would write ~/.ray/auth_token; local test clusters need none.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")

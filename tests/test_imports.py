@@ -12,6 +12,8 @@ TORCH_FREE = (
     "grok.experiment",
     "grok.checkpoint",
     "grok.results",
+    "grok.storage",
+    "grok.cluster",
     "grok.tracking",
     "grok.progress_bar",
     "plotting.study",

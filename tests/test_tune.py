@@ -39,6 +39,7 @@ VOLATILE = {
     "trial_id",
     "hostname",
     "node_ip",
+    "node_id",
     "done",
     "config",
 }
@@ -298,17 +299,35 @@ def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        done = [t for t in (folder.glob("seed=*")) if list(t.glob("checkpoint_*"))]
+    # Killed once both trials have a report naming a checkpoint in their result.json (a
+    # checkpoint folder alone can arrive before the report that names it, and a kill then would
+    # leave an empty result.json) and Tune's state and its backup are in the folder.
+    deadline = time.time() + 240
+    while True:
+        done = [
+            t
+            for t in folder.glob("seed=*")
+            if any(r.get("checkpoint_dir_name") for r in read_reports(t))
+        ]
         saved = [folder.glob("experiment_state-*.json"), (folder / BACKUP).glob("experiment_*")]
         if len(done) == 2 and all(list(files) for files in saved):
             break
+        if driver.poll() is not None or time.time() > deadline:
+            driver.kill()
+            driver.wait()
+            pytest.fail(f"no checkpoint reported in both trials before the kill: {done}")
         time.sleep(0.2)
     time.sleep(1.0)
+    before = {t.name: read_reports(t) for t in trial_dirs(folder)}
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    unfinished = [t.name for t in trial_dirs(folder) if read_reports(t)[-1]["status"] != "finished"]
+    # Tune copies each result.json into the folder over the previous copy: a kill during that
+    # copy leaves it cut off, even empty. Each trial's reports are the longer of what was read
+    # just before the kill and what is left after it.
+    reports = {
+        t.name: max(read_reports(t), before.get(t.name, []), key=len) for t in trial_dirs(folder)
+    }
+    unfinished = [name for name, rows in reports.items() if rows[-1]["status"] != "finished"]
     assert unfinished, "the sweep finished before it could be killed; make it longer"
     # The worst moment to die: while Tune was copying its state into the folder, cut off.
     state = max(folder.glob("experiment_state-*.json"))
