@@ -68,3 +68,23 @@ def test_archive_cli_refuses_what_is_not_a_results_folder(tmp_path):
     proc = run_cli("-m", "grok.archive", str(tmp_path), "--out", str(tmp_path / "out"))
     assert_one_line_error(proc, str(tmp_path))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_report_rebuilds_from_its_archive(tmp_path):
+    """report/ is built from report/data: a fresh clone rebuilds every table and the text."""
+    import shutil
+
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in ("study.yaml", "discussion.md"):
+        shutil.copy(ROOT / "report" / name, out / name)
+    shutil.copytree(ROOT / "report" / "weights", out / "weights")
+    proc = run_cli("-m", "plotting.report", "report/data", "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    committed = sorted(p.name for p in (ROOT / "report").iterdir() if p.suffix in (".md", ".csv"))
+    assert "REPORT.md" in committed and len(committed) > 50
+    for name in committed:
+        rebuilt = (out / name).read_text().replace(str(out), "report")
+        assert rebuilt == (ROOT / "report" / name).read_text(), name
+    pngs = [p.name for p in (ROOT / "report").glob("*.png")]
+    assert pngs and all((out / name).is_file() for name in pngs)
