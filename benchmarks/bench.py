@@ -28,6 +28,7 @@ from benchmarks.reference import REFERENCE_EVAL_EVERY, ReferenceLoop
 from benchmarks.tune_cost import Row, tune_rows
 from grok.cli import Parser
 from grok.config import Config, apply_overrides
+from grok.progress import measure_cost
 from grok.train import EvalEvent, Trainer, next_eval_step
 
 PROJECTED_STEPS = 100_000  # the default budget, train.steps
@@ -197,6 +198,11 @@ def parse_args(argv: list[str] | None):
     ap.add_argument(
         "--compile", action="store_true", help="also time a torch.compile'd step (slow to build)"
     )
+    ap.add_argument(
+        "--progress-cost",
+        action="store_true",
+        help="also time the progress measures (analysis.progress) against a default run",
+    )
     ap.add_argument("--out", help="also write the table to this file, with the date and machine")
     args = ap.parse_args(argv)
     if args.sharing < 1:
@@ -329,6 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.skip_tune:
         rows += tune_rows(args.tune_steps, device, args.sharing)
+    if args.progress_cost:
+        cost = measure_cost(repeats=args.rounds)
+        rows.append(
+            (
+                "progress measures, share of a default run",
+                f"{100 * cost['share_of_run']:.2f}%",
+                f"{cost['measures'] * 1e3:.0f} ms at each of {cost['evaluations']} evaluations "
+                f"of {cost['steps']:,} steps (1 thread)",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}: python -m benchmarks.bench "

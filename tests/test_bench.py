@@ -12,6 +12,7 @@ BENCH = ("-m", "benchmarks.bench")
 def test_bench_prints_and_writes_its_table_with_date_machine_and_headline(tmp_path):
     out = tmp_path / "bench" / "cpu.txt"
     args = ["--steps", "2", "--rounds", "1", "--run-steps", "40", "--skip-tune", "--threads", "1"]
+    args += ["--progress-cost"]
     proc = run_cli(*BENCH, *args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
@@ -20,6 +21,8 @@ def test_bench_prints_and_writes_its_table_with_date_machine_and_headline(tmp_pa
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d .*: python -m benchmarks.bench --steps 2", lines[0])
     assert lines[1].startswith("machine: ") and "CPUs" in lines[1]
     assert "project: a 40-step run, evaluation included" in text
+    cost = re.search(r"progress measures, share of a default run +(\d+\.\d\d)%", text)
+    assert cost and 0 < float(cost.group(1)) < 100
     projected = re.fullmatch(
         r"project vs reference loop, a 100,000-step run \(projected\): (\d+\.\d\d)x", lines[-3]
     )
