@@ -14,7 +14,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from grok.checkpoint import is_checkpoint, read_manifest
@@ -31,8 +30,8 @@ from grok.results import (
     is_experiment,
 )
 from grok.storage import fetch, local_view
-from plotting import curves, grok_steps, law, progress, search, tables
-from plotting.results import NotAnExperiment, Results, group_label, load
+from plotting import curves, fig1, grok_steps, law, progress, search, tables
+from plotting.results import NotAnExperiment, Results, load
 from plotting.study import Entry, Part, Study, load_study
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
 
@@ -224,50 +223,11 @@ def weights_text(res: Results, out: Path) -> str:
     )
 
 
-def group_of(res: Results, label: str) -> Results | None:
-    """The trials of one group (e.g. 'wd=0.1') as an experiment of their own; None if absent."""
-    names = [
-        r["trial"]
-        for r in res.trials.to_dict("records")
-        if group_label({k: r[k] for k in res.groups}) == label
-    ]
-    if not names:
-        return None
-    keys = [k for k in res.keys if k not in res.groups]
-    return replace(
-        res,
-        keys=keys,
-        frame=res.frame[res.frame["trial"].isin(names)],
-        trials=res.trials[res.trials["trial"].isin(names)],
-    )
-
-
-def delay_text(res: Results) -> str:
-    """How many decades of steps test accuracy's 99% crossing comes after train accuracy's."""
-    cross = grok_steps.crossings(res)
-    got = cross[
-        (cross["threshold"] == 99) & cross["test_step"].notna() & cross["train_step"].notna()
-    ]
-    if got.empty:
-        return "No seed reached 99% test accuracy: no delay to measure."
-    decades = np.log10(got["test_step"].astype(float) / got["train_step"].astype(float))
-    each = ", ".join(f"{d:.2f}" for d in decades)
-    return (
-        f"Delay from train 99% to test 99%: {decades.mean():.2f} decades of steps on average "
-        f"({each}; {len(got)} of {len(cross[cross['threshold'] == 99])} seeds reached both)."
-    )
-
-
 def entry_lines(res: Results, entry: Entry, out: Path, prefix: str) -> list[str]:
     """What the study file asks of this experiment beyond the usual: a group's Fig. 1, a law."""
     lines = []
     if entry.fig1:
-        sub = group_of(res, entry.fig1)
-        if sub is None:
-            lines += [f"No group {entry.fig1} in `{res.origin}` for a Fig. 1.", ""]
-        else:
-            path = curves.plot_fig1(sub, out / f"{prefix}fig1_{entry.fig1}.png", entry.fig1)
-            lines += [f"![{res.name} Fig. 1, {entry.fig1}]({path.name})", "", delay_text(sub), ""]
+        lines += fig1.lines(res, entry.fig1, out, prefix)
     if entry.law:
         paths = law.write(res, entry.law, out, prefix)
         lines += [f"![{res.name} law]({paths['png'].name})", "", paths["md"].read_text()]
