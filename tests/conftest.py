@@ -37,6 +37,27 @@ TINY = {
 }
 
 
+# Tune's bookkeeping and timings: everything else in a report is the run's own numbers.
+VOLATILE = {
+    "steps_per_s",
+    "timestamp",
+    "date",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "training_iteration",
+    "checkpoint_dir_name",
+    "trial_id",
+    "hostname",
+    "node_ip",
+    "node_id",
+    "done",
+    "config",
+}
+
+
 def write_experiment(
     path: Path, name: str, config: dict | None = None, grid: dict | None = None, **extra
 ) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cluster_fixtures import LONG, PINNED, free_port, run_without_ray
-from conftest import ROOT, assert_one_line_error, run_cli, write_experiment
+from conftest import ROOT, VOLATILE, assert_one_line_error, run_cli, write_experiment
 
 import tune_main
 from grok import cluster
@@ -23,26 +23,6 @@ from grok.checkpoint import MANIFEST
 from grok.experiment import Resources, load_experiment
 from grok.results import read_reports, trial_dirs
 from grok.schema import ConfigError
-
-# Tune's bookkeeping and timings: everything else in a report is the run's own numbers.
-VOLATILE = {
-    "steps_per_s",
-    "timestamp",
-    "date",
-    "time_this_iter_s",
-    "time_total_s",
-    "pid",
-    "time_since_restore",
-    "iterations_since_restore",
-    "training_iteration",
-    "checkpoint_dir_name",
-    "trial_id",
-    "hostname",
-    "node_ip",
-    "node_id",
-    "done",
-    "config",
-}
 
 
 def final_metrics(trial: Path) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, run_cli, write_experiment
+from conftest import ROOT, TINY, VOLATILE, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
@@ -25,24 +25,6 @@ from grok.results import find_checkpoint, read_reports, trial_dirs
 from grok.resume import BACKUP
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
-VOLATILE = {
-    "steps_per_s",
-    "timestamp",
-    "date",
-    "time_this_iter_s",
-    "time_total_s",
-    "pid",
-    "time_since_restore",
-    "iterations_since_restore",
-    "training_iteration",
-    "checkpoint_dir_name",
-    "trial_id",
-    "hostname",
-    "node_ip",
-    "node_id",
-    "done",
-    "config",
-}
 
 
 class FakeContext:
