@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
-from grok.config import SETTINGS, Config, dump_config
+from grok.config import SETTINGS, Config, dump_config, get_dotted
 from grok.data import IGNORE, SPLITS, Split, build_splits
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
@@ -72,7 +72,7 @@ def check_data(configs: Iterable[Config]) -> None:
     """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
     seen = set()
     for cfg in configs:
-        key = repr((cfg.task, cfg.model.max_len))
+        key = repr([get_dotted(cfg, k) for k in DATA_KEYS])
         if key not in seen:
             seen.add(key)
             build_data(cfg)

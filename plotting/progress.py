@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from grok.cli import fail
-from grok.metrics import crossing_key
+from plotting.grok_steps import crossing
 from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import fmt_steps, markdown_table
 
@@ -57,21 +57,16 @@ def keys_fixed(curve: pd.DataFrame) -> int | None:
     return int(rows["step"].iloc[first])
 
 
-def first_reported(curve: pd.DataFrame, key: str) -> int | None:
-    got = curve[key].dropna() if key in curve else pd.Series(dtype=float)
-    return int(got.iloc[0]) if len(got) else None
-
-
 def moves(res: Results) -> pd.DataFrame:
     """Per trial: the 99% crossings, test accuracy's half-way step, each measure's half-way step
     and the step its key frequencies are fixed from."""
     rows = []
     for trial, curve in res.frame.groupby("trial", sort=False):
         curve = curve.sort_values("step")
-        row = {"trial": trial, "train 99%": first_reported(curve, crossing_key("train/acc", 0.99))}
+        row = {"trial": trial, "train 99%": crossing(curve, "train/acc", 0.99)}
         row["test acc starts"] = halfway(curve, "test/acc", START)
         row["test acc half-way"] = halfway(curve, "test/acc")
-        row["test 99%"] = first_reported(curve, crossing_key("test/acc", 0.99))
+        row["test 99%"] = crossing(curve, "test/acc", 0.99)
         row["Fourier share starts"] = halfway(curve, SHARE, START) if SHARE in curve else None
         for metric, label in MEASURES.items():
             row[label] = halfway(curve, metric) if metric in curve else None
