@@ -232,8 +232,7 @@ def build_tuner(
     if exp.search:
         param_space, args = _search_config(exp, max_concurrent)
     else:
-        param_space = {k: tune.grid_search(v) for k, v in exp.grid.items()}
-        args = {"max_concurrent_trials": max_concurrent}
+        param_space, args = _grid_config(exp, max_concurrent)
     tune_config = tune.TuneConfig(
         trial_dirname_creator=_dirname_creator(exp),
         trial_name_creator=_dirname_creator(exp),
@@ -242,6 +241,17 @@ def build_tuner(
     return tune.Tuner(
         make_trainable(exp), param_space=param_space, tune_config=tune_config, run_config=run_config
     )
+
+
+def _grid_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
+    """Every grid point as one of Tune's preset points, so trials run in the order the dry run
+    lists them (the last grid key varying fastest). Tune's own grid_search would vary the
+    alphabetically first key fastest, whatever order the file gives."""
+    points = list(exp.points())
+    generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
+    # Placeholders Tune needs to place each preset's keys; every trial takes a listed point.
+    space = {k: tune.choice(v) for k, v in exp.grid.items()}
+    return space, {"num_samples": len(points), "search_alg": generator}
 
 
 def restore_tuner(exp: Experiment, folder: Path | Location) -> tune.Tuner:

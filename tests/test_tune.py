@@ -138,6 +138,26 @@ def test_bad_flags_refused_in_one_line():
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_grid_trials_are_made_in_the_files_product_order(tmp_path):
+    """Trials start in the order the dry run lists them, the last grid key varying fastest,
+    even where Tune's own grid_search would vary the alphabetically first key fastest."""
+    from ray.tune.experiment import Experiment as TuneExperiment
+
+    grid = {"optim.lr": [3e-3, 1e-5], "seed": [0, 1]}  # Tune would vary optim.lr fastest
+    exp = load_experiment(write_experiment(tmp_path / "order.yaml", "order", None, grid))
+    space, args = gtune._grid_config(exp, None)
+    generator = args["search_alg"]
+    n = args["num_samples"]
+    spec = TuneExperiment("order", lambda config: None, config=space, num_samples=n)
+    generator.add_configurations([spec])
+    made = []
+    while (trial := generator.next_trial()) is not None:
+        made.append({k: trial.config[k] for k in grid})
+    assert made == list(exp.points())
+    order = [(p["optim.lr"], p["seed"]) for p in made]
+    assert order == [(3e-3, 0), (3e-3, 1), (1e-5, 0), (1e-5, 1)]
+
+
 def sweep(tmp_path, ray_address, name="tiny", grid=None, extra=(), config=None):
     """Run tune_main.py on a tiny experiment against the session's cluster."""
     tmp_path.mkdir(parents=True, exist_ok=True)
