@@ -84,6 +84,14 @@ class Operation:
         bs = range(1, n) if self.nonzero_b else range(n)
         return [(a, b, self.answer(a, b, p)) for a in range(n) for b in bs]
 
+    def label(self, p: int) -> str:
+        """The task in a table, in the operands' letters a and b: `a+b mod 97`,
+        `a^2+ab+b^2 mod 97`, `a*b*a^-1 in S5`."""
+        formula = self.name.removeprefix("s5:").translate(str.maketrans("xy", "ab"))
+        if len(formula) == 1:
+            formula = f"a{formula}b"
+        return f"{formula} in S5" if self.group == "s5" else f"{formula} mod {p}"
+
     def prompt(self, a: str, b: str) -> str:
         return f"{a}{self.symbol}{b}="
 

@@ -21,6 +21,7 @@ from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, TaskConfig, apply_overrides, load_config
 from grok.experiment import load_experiment
 from grok.metrics import direction, score_metric
+from grok.operations import operation
 from grok.results import (
     EXPERIMENT_FILE,
     SelectionError,
@@ -277,7 +278,7 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
 
 def task_label(task: TaskConfig) -> str:
     if task.kind == "modular":
-        return f"a{task.op}b mod {task.p}"
+        return operation(task.op).label(task.p)
     if task.kind == "text":
         return f"text {task.text!r}" + (
             f", first {task.mask_first} masked" if task.mask_first else ""

@@ -17,7 +17,7 @@ from grok.config import Config, ConfigError, TaskConfig
 from grok.data import IGNORE, SPLITS, build_splits, describe, modular_equations
 from grok.experiment import load_experiment, trial_name
 from grok.inference import complete
-from grok.operations import OPERATIONS, OpName
+from grok.operations import OPERATIONS, OpName, operation
 from grok.tokenizer import build_tokenizer, char_tokenizer, number_tokenizer
 from grok.train import Trainer
 
@@ -323,3 +323,11 @@ def test_spaces_between_number_tokens_are_still_accepted():
         assert complete(trainer.model, trainer.cfg, [" 3 # 5 = "]) == complete(
             trainer.model, trainer.cfg, ["3#5="]
         )
+
+
+def test_each_operation_has_its_own_label_in_the_operands_letters():
+    labels = {name: operation(name).label(97) for name in OPERATIONS}
+    assert len(set(labels.values())) == len(labels)
+    assert labels["/"] == "a/b mod 97" and labels["x^2+xy+y^2"] == "a^2+ab+b^2 mod 97"
+    assert labels["s5:x*y*x^-1"] == "a*b*a^-1 in S5"
+    assert not any(c in label for label in labels.values() for c in "xy")
