@@ -34,7 +34,7 @@ from grok.storage import fetch, local_view
 from plotting import curves, fig1, grok_steps, law, progress, search, tables
 from plotting.results import NotAnExperiment, Results, load
 from plotting.study import Entry, Part, Study, load_study
-from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, status_counts
+from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, short, status_counts
 
 STUDY = "study.yaml"  # the study file, looked for in the output folder
 DISCUSSION = "discussion.md"  # written by people from the numbers; included when present
@@ -229,10 +229,26 @@ def entry_lines(res: Results, entry: Entry, out: Path, prefix: str) -> list[str]
     lines = []
     if entry.fig1:
         lines += fig1.lines(res, entry.fig1, out, prefix)
+    if entry.rank:
+        lines += rank_lines(res, entry.rank)
     if entry.law:
         paths = law.write(res, entry.law, out, prefix)
         lines += [f"![{res.name} law]({paths['png'].name})", "", paths["md"].read_text()]
     return lines
+
+
+def rank_lines(res: Results, key: str) -> list[str]:
+    """The values of grid key `key` from the fastest to grok to the slowest."""
+    if res.groups != [key]:
+        return [f"(`rank: {key}` asks for a ranking by a grid key; this grid's: {res.groups})", ""]
+    return [
+        f"{short(key)} from the fastest to grok to the slowest: by the share of runs whose "
+        "test accuracy reached 99%, then by the mean step at which it did; where no run got "
+        "there, the closest first. Mean ± sd over the runs that reached each crossing.",
+        "",
+        grok_steps.ranking(res, grok_steps.crossings(res)),
+        "",
+    ]
 
 
 def experiment_section(res: Results, out: Path, study: Study | None = None) -> str:

@@ -22,7 +22,7 @@ from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
-ENTRY_KEYS = ("name", "intro", "args", "law", "fig1")
+ENTRY_KEYS = ("name", "intro", "args", "law", "fig1", "rank")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Entry:
     args: str = ""  # extra tune_main.py arguments (budgets) the study runs it with
     law: str = ""  # a grid key to fit grokking time against in log-log (plotting/law.py)
     fig1: str = ""  # a group (e.g. wd=0.1) to draw as the paper's Fig. 1, beside the whole grid
+    rank: str = ""  # a grid key (e.g. task.op) whose values are ranked by how fast they grok
 
     @property
     def file(self) -> str:
