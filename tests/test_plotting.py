@@ -242,7 +242,6 @@ def test_censored_runs_are_counted_marked_and_not_averaged(wd):
     assert "censored at 200" in md and "250 ± 71" in md
 
 
-
 def test_ranking_puts_the_larger_share_of_grokked_runs_first(wd):
     res = load(wd)
     lines = grok_steps.ranking(res, grok_steps.crossings(res)).splitlines()
@@ -251,6 +250,7 @@ def test_ranking_puts_the_larger_share_of_grokked_runs_first(wd):
     assert rows[0][1:5] == ["2 of 3", "100 ± 0", "350 ± 71", "250 ± 71"]
     assert rows[1][1] == "1 of 3" and rows[1][3] == "900"  # the censored not averaged in
     assert rows[0][5] == "2 of 3" and rows[1][5] == "0 of 3"  # the 100% measure beside
+
 
 def test_running_resumed_and_errored_trials_load(wd):
     res = load(wd)
