@@ -3,7 +3,7 @@ sampled space (each point once per grid point).
 
 python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
     [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
-    [--wandb PROJECT] [--mlflow URI]
+    [--wandb PROJECT] [--mlflow URI] [--reuse STORE]
 
 The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
 results go to --storage, a folder or an object-store URI (grok/storage.py). See docs/cluster.md.
@@ -24,6 +24,7 @@ from grok.cli import Parser, add_experiment, fail
 from grok.experiment import TRIAL_STEPS_PER_S, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
 from grok.results import best_checkpoint
+from grok.reuse import REUSED_FROM
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
 from grok.train import DATA_KEYS, check_data
@@ -44,6 +45,13 @@ def parse_args(argv):
         default="results",
         help="results root: a folder, file:// or s3://bucket/prefix?endpoint_override=... "
         "(default: results/)",
+    )
+    ap.add_argument(
+        "--reuse",
+        metavar="STORE",
+        help="a run store (folder or URI): a trial whose resolved config and training code match "
+        "a stored run replays it instead of training, and a trained one is stored "
+        "(grok/reuse.py)",
     )
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
     ap.add_argument(
@@ -150,6 +158,11 @@ def summarize(results, metric: str, folder: storage.Location, view: Path) -> Non
         )
     header = ("trial", "status", "train acc", "test acc", "test 99% at", "best checkpoint")
     print_table(header, rows)
+    for result in results:
+        source = (result.metrics or {}).get(REUSED_FROM)
+        if source:
+            name = Path(result.path).name
+            print(f"{name}: reused from {source} (same config and training code), not trained")
     print(f"results: {folder}")
 
 
@@ -272,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     except (storage.StorageError, OSError) as err:
         return fail(f"--storage: {err}")
     folder = root / exp.name
+    try:
+        reuse = storage.resolve(args.reuse).uri if args.reuse else None
+    except (storage.StorageError, OSError) as err:
+        return fail(f"--reuse: {err}")
     address = cluster.target(args.address)
     try:
         if address:
@@ -294,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
     command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
     try:
-        results = sweep.run(exp, root, args.resume, command, args.max_concurrent, tracking=tracking)
+        results = sweep.run(
+            exp, root, args.resume, command, args.max_concurrent, tracking=tracking, reuse=reuse
+        )
     except KeyboardInterrupt:
         print(
             f"interrupted; continue with: python tune_main.py {args.experiment} --resume",

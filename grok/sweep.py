@@ -92,15 +92,17 @@ def run(
     command: str,
     max_concurrent: int | None = None,
     tracking: Tracking | None = None,
+    reuse: str | None = None,
 ) -> tune.ResultGrid:
     """Run (or continue) the sweep to its end: a new one records itself in its folder first.
     `tracking` names the trackers a new sweep logs to besides TensorBoard; a continued one logs
-    to those it started with (Tune restores its callbacks with its state)."""
+    to those it started with (Tune restores its callbacks with its state). `reuse`: a run
+    store (grok/reuse.py) whose runs are replayed instead of trained, and which gets the new."""
     storage = at(storage)
     folder = storage / exp.name
     if resume:
-        tuner = gtune.restore_tuner(exp, folder)
+        tuner = gtune.restore_tuner(exp, folder, reuse)
     else:
         write_record(exp, folder, command)
-        tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking)
+        tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
     return tuner.fit()

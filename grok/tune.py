@@ -12,7 +12,9 @@ or Optuna's TPE, repeating each point over the grid (the seeds).
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,14 @@ from grok.config import Config, apply_overrides
 from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
 from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
+from grok.reuse import REUSED_FROM, RunStore, StoredRun, code_fingerprint, run_key
 from grok.search import Domain
-from grok.storage import Location, at
+from grok.storage import Location, at, resolve
 from grok.tracking import Tracking
 from grok.train import EvalEvent, Trainer, resolve_device
 
 NODE = "node_id"  # reported with every result: the Ray node the trial ran on
+HISTORY = "reports.json"  # in a checkpoint of a trial that files its run: the reports so far
 
 
 def trial_threads(cpus: float) -> int:
@@ -49,33 +53,70 @@ def trial_device(wanted: str, gpus: float) -> torch.device:
     return resolve_device(wanted)
 
 
-def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
-    """The trainable: one grid point, reporting at each evaluation, resuming from checkpoints."""
+def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None = None) -> None:
+    """The trainable: one grid point, reporting at each evaluation, resuming from checkpoints.
+    With `reuse` (a run store, grok/reuse.py), a run already stored is replayed, not trained,
+    and a run trained here is stored once it ends."""
     cfg = apply_overrides(Config.from_dict(base, "experiment"), config, "trial")
+    # Which node ran each report (None when called outside Ray, where asking would start it).
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    store = RunStore(resolve(reuse)) if reuse else None
+    key = run_key(cfg.to_dict()) if store else ""
+    checkpoint = tune.get_checkpoint()
+    if store and not checkpoint:
+        stored = store.find(key)
+        if stored:
+            replay(stored, store, node)
+            return
     resources = tune.get_context().get_trial_resources().required_resources
     torch.set_num_threads(cfg.train.threads or trial_threads(resources.get("CPU", 1)))
     trainer = Trainer(cfg, device=trial_device(cfg.train.device, resources.get("GPU", 0)))
-    checkpoint = tune.get_checkpoint()
+    history: list[dict[str, Any]] = []  # every report so far, kept in each checkpoint
     if checkpoint:
         with checkpoint.as_directory() as d:
             trainer.load_checkpoint(d)
-    # Which node ran each report (None when called outside Ray, where asking would start it).
-    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            if (Path(d) / HISTORY).is_file():
+                history = json.loads((Path(d) / HISTORY).read_text())
 
     def report(event: EvalEvent) -> None:
         metrics = {**event.metrics, NODE: node}
+        history.append(event.metrics)
         if not event.checkpoint_due:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
             folder = event.trainer.save_checkpoint(Path(tmp) / "checkpoint")
+            if store:
+                (folder / HISTORY).write_text(json.dumps(history))
+                if event.final and history[0]["step"] == 0:  # the whole run, not a resumed part
+                    context = tune.get_context()
+                    origin = {
+                        "experiment": context.get_experiment_name(),
+                        "trial": context.get_trial_name(),
+                        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                        "config": cfg.to_dict(),
+                        "code": code_fingerprint(),
+                    }
+                    store.put(key, history, folder, origin)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     trainer.fit(report)
 
 
-def make_trainable(exp: Experiment):
-    trainable = tune.with_parameters(train_trial, base=exp.base.to_dict())
+def replay(stored: StoredRun, store: RunStore, node: str | None) -> None:
+    """Report a stored run's reports as this trial's, the last with its checkpoint."""
+    *reports, last = stored.reports
+    for metrics in reports:
+        tune.report({**metrics, NODE: node, REUSED_FROM: stored.source})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = store.fetch_checkpoint(stored, Path(tmp) / "checkpoint")
+        (folder / HISTORY).unlink(missing_ok=True)
+        final = {**last, NODE: node, REUSED_FROM: stored.source}
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def make_trainable(exp: Experiment, reuse: str | None = None):
+    trainable = tune.with_parameters(train_trial, base=exp.base.to_dict(), reuse=reuse)
     return tune.with_resources(trainable, exp.resources.as_dict())  # cpu, gpu and custom ones
 
 
@@ -203,6 +244,7 @@ def build_tuner(
     max_concurrent: int | None = None,
     verbose: int = 1,
     tracking: Tracking | None = None,
+    reuse: str | None = None,
 ) -> tune.Tuner:
     """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches."""
     from grok.loggers import logger_callbacks  # the driver's alone: trials need no trackers
@@ -239,7 +281,10 @@ def build_tuner(
         **args,
     )
     return tune.Tuner(
-        make_trainable(exp), param_space=param_space, tune_config=tune_config, run_config=run_config
+        make_trainable(exp, reuse),
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=run_config,
     )
 
 
@@ -254,14 +299,14 @@ def _grid_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dic
     return space, {"num_samples": len(points), "search_alg": generator}
 
 
-def restore_tuner(exp: Experiment, folder: Path | Location) -> tune.Tuner:
+def restore_tuner(exp: Experiment, folder: Path | Location, reuse: str | None = None) -> tune.Tuner:
     """Continue a sweep: unfinished and errored trials resume from their last checkpoints.
     The folder's Tune state must be whole (`grok.resume.repair_state` makes it so)."""
     folder = at(folder)
     return tune.Tuner.restore(
         folder.path,
         storage_filesystem=folder.fs,
-        trainable=make_trainable(exp),
+        trainable=make_trainable(exp, reuse),
         resume_unfinished=True,
         resume_errored=True,
     )

@@ -30,6 +30,7 @@ from grok.results import (
     find_checkpoint,
     is_experiment,
 )
+from grok.reuse import REUSED_FROM
 from grok.storage import fetch, local_view
 from plotting import curves, fig1, grok_steps, law, progress, search, tables
 from plotting.results import NotAnExperiment, Results, load
@@ -262,6 +263,15 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     if res.trials.empty or res.frame.empty:
         return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
     lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.origin}`).", ""]
+    reused = res.trials.dropna(subset=[REUSED_FROM])
+    if len(reused):
+        pairs = zip(reused["trial"], reused[REUSED_FROM])
+        sources = ", ".join(f"`{trial}` from `{source}`" for trial, source in pairs)
+        lines += [
+            f"Reused, not trained ({len(reused)}: the same resolved config and training code as "
+            f"a run of another experiment, replayed from the run store): {sources}.",
+            "",
+        ]
     metrics_csv = out / f"{res.name}_metrics.csv"
     res.frame.to_csv(metrics_csv, index=False)
     lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]

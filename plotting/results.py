@@ -26,10 +26,11 @@ from grok.results import (
     read_record,
     read_reports,
 )
+from grok.reuse import REUSED_FROM
 from grok.storage import local_view
 
 SEED = "seed"
-TEXT_COLUMNS = ("status", "checkpoint_dir_name")
+TEXT_COLUMNS = ("status", "checkpoint_dir_name", REUSED_FROM)
 
 
 class NotAnExperiment(ValueError):
@@ -164,13 +165,15 @@ def load(folder: str | Path) -> Results:
         ident = {"trial": name, **{k: values.get(k) for k in keys}, "status": status}
         last = curve["step"].max() if len(curve) else math.nan
         rows.append({**ident, "reports": len(curve), "last_step": last})
+        sources = curve[REUSED_FROM].dropna() if REUSED_FROM in curve else []
+        rows[-1][REUSED_FROM] = sources.iloc[-1] if len(sources) else None
         rows[-1]["budget"] = _budget(meta, values)
         rows[-1].update({k: values.get(k) for k in searched})
         if len(curve):
             curves.append(curve.assign(**ident)[[*ident, *curve.columns]])
     id_cols = ["trial", *keys, "status"]
     frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=id_cols)
-    columns = [*id_cols, "reports", "last_step", "budget", *searched]
+    columns = [*id_cols, "reports", "last_step", "budget", REUSED_FROM, *searched]
     trials = pd.DataFrame(rows, columns=columns)
     return Results(meta.get("name") or folder.name, folder, meta, keys, frame, trials, searched)
 

@@ -10,6 +10,11 @@
 #   bash scripts/study.sh              # prints the trials and a bound on the time first
 #   bash scripts/study.sh --resume     # continue after an interruption (finished trials stay)
 #
+# Runs that are the same resolved config and seed in several experiments (the paper's recipe is
+# the baseline of most ablations) are trained once: every sweep shares the run store
+# results/.reuse (grok/reuse.py), keyed on the whole config and the training code, and a replayed
+# trial says in its reports where it came from (`reused_from`).
+#
 # The budgets are smaller than the assignment's 1e5 steps so that the study fits in 2.5 hours; the
 # experiment files keep the full budget (drop the --set train.steps=... to run it).
 set -euo pipefail
@@ -38,7 +43,7 @@ lane() {  # takes the next experiment off the queue until none is left
     name=$(basename "${args[0]}" .yaml)
     echo "$(date +%T) lane $1: ${QUEUE[$i]}"
     # shellcheck disable=SC2086
-    python tune_main.py --address auto --max-concurrent 1 $AGAIN "${args[@]}" \
+    python tune_main.py --address auto --max-concurrent 1 --reuse results/.reuse $AGAIN "${args[@]}" \
       >"results/study-$name.log" 2>&1 || echo "$(date +%T) lane $1: $name exited $?"
     # Its reports and parameters into the repository's archive, as soon as it is done.
     python -m grok.archive "results/$name" --out report/data || true

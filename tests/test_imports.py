@@ -13,6 +13,7 @@ TORCH_FREE = (
     "grok.checkpoint",
     "grok.results",
     "grok.storage",
+    "grok.reuse",
     "grok.cluster",
     "grok.tracking",
     "grok.progress_bar",

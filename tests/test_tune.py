@@ -21,8 +21,9 @@ from grok import tune as gtune
 from grok.checkpoint import MANIFEST
 from grok.config import ConfigError
 from grok.experiment import load_experiment
-from grok.results import find_checkpoint, read_reports, trial_dirs
+from grok.results import BOOKKEEPING, find_checkpoint, read_reports, trial_dirs
 from grok.resume import BACKUP
+from grok.reuse import REUSED_FROM
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 
@@ -260,6 +261,30 @@ def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
     assert [t.name for t in trial_dirs(folder)] == ["seed=5"]
     moved = [p for p in folder.parent.iterdir() if p.name.startswith("tiny.old-")]
     assert len(moved) == 1 and [t.name for t in trial_dirs(moved[0])] == ["seed=0"]
+
+
+def test_a_run_stored_by_one_experiment_is_replayed_by_another(tmp_path, ray_address):
+    """Same resolved config and code in two experiments: trained once, replayed in the second
+    with every report saying so; the replayed trial's checkpoint answers prompts."""
+    store = tmp_path / "store"
+    reuse = ("--reuse", str(store))
+    first, folder_a, _ = sweep(tmp_path / "a", ray_address, "first", {"seed": [0]}, reuse)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "reused from" not in first.stdout
+    second, folder_b, _ = sweep(tmp_path / "b", ray_address, "second", {"seed": [0]}, reuse)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "seed=0: reused from first/seed=0" in second.stdout
+    trained, replayed = read_reports(folder_a / "seed=0"), read_reports(folder_b / "seed=0")
+    # Bookkeeping aside (trial ids; the replay carries only the final checkpoint), the same.
+    skip = VOLATILE | set(BOOKKEEPING) | {"checkpoint_dir_name", REUSED_FROM}
+    kept = lambda reports: [{k: v for k, v in r.items() if k not in skip} for r in reports]
+    assert kept(replayed) == kept(trained) and len(trained) > 2
+    assert all(r[REUSED_FROM] == "first/seed=0" for r in replayed)
+    assert not any(REUSED_FROM in r for r in trained)
+    assert len(list(store.glob("*/origin.json"))) == 1
+    answer = run_cli("infer.py", str(folder_b), "--prompt", "3+4=")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip().splitlines()[-1].startswith("3+4=")
 
 
 def test_errored_trial_gives_nonzero_exit(tmp_path, ray_address):
