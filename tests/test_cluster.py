@@ -181,7 +181,9 @@ def wait_for_http(url: str, timeout: float = 120) -> None:
             time.sleep(0.5)
 
 
-def test_ray_job_submit_runs_the_sweep_on_that_cluster(tmp_path):
+def test_a_head_from_ray_start_runs_a_submitted_job_and_a_sweep_given_its_address(tmp_path):
+    """`ray job submit` (the driver finds the head through RAY_ADDRESS) and `--address
+    host:port` from outside, against one head started with `ray start --head`."""
     port, dashboard = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # its own files: `auto` never finds it
     env = {**os.environ, "RAY_TMPDIR": temp}
@@ -231,6 +233,19 @@ def test_ray_job_submit_runs_the_sweep_on_that_cluster(tmp_path):
         for trial in trials:
             assert read_reports(trial)[-1]["status"] == "finished"
             assert nodes_of(trial) == ids  # the one node of that cluster
+        joined = run_cli(
+            "tune_main.py",
+            str(path),
+            "--storage",
+            str(tmp_path / "joined"),
+            "--address",
+            f"127.0.0.1:{port}",
+            env=env,
+        )
+        assert joined.returncode == 0, joined.stderr[-2000:]
+        assert f":{port}: 1 node, 2 CPUs" in joined.stdout  # the head's CPUs, not this machine's
+        for trial in trial_dirs(tmp_path / "joined" / "job"):
+            assert nodes_of(trial) == ids and read_reports(trial)[-1]["status"] == "finished"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)

@@ -392,33 +392,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_address_joins_a_head_started_with_ray_start(tmp_path):
-    port = free_port()
-    ray_bin = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
-        [
-            str(ray_bin),
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            "--block",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        proc, folder, _ = sweep(tmp_path, f"127.0.0.1:{port}", grid={"seed": [0]})
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "1 CPUs" in proc.stdout  # the head's CPUs, not this machine's
-        assert read_reports(folder / "seed=0")[-1]["status"] == "finished"
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-
-
 def test_trial_device_uses_a_gpu_only_when_the_trial_has_one(monkeypatch):
     assert gtune.trial_device("auto", 0).type == "cpu"
     assert gtune.trial_device("cpu", 1).type == "cpu"
