@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from grok.cli import fail
+from plotting.figures import save_png
 from plotting.grok_steps import crossing
 from plotting.results import (
     NotAnExperiment,
@@ -87,7 +88,7 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
     note = f": thin lines are {runs}; band: min-max over them" if several else ""
     fig.suptitle(res.name + note)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return path
 
 
@@ -131,7 +132,7 @@ def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path, 120)
     return path
 
 
@@ -197,7 +198,7 @@ def plot_progress(res: Results, path: Path) -> Path:
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"{res.name}: progress measures\ndotted: mean train and test 99% crossings")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return path
 
 

@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from grok.cli import fail
 from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
 from grok.splits import n_test
+from plotting.figures import save_png
 from plotting.results import (
     NotAnExperiment,
     Results,
@@ -281,7 +282,7 @@ def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
     fig.legend(handles=LEGEND, loc="outside lower center", ncol=4, fontsize=8)
     fig.suptitle(f"{res.name}: steps from the train to the test accuracy threshold")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path, 120)
     return path
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from grok.cli import fail
+from plotting.figures import save_png
 from plotting.grok_steps import crossings
 from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import markdown_table, short
@@ -106,7 +107,7 @@ def plot(res: Results, key: str, table: pd.DataFrame, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path, 120)
     return path
 
 

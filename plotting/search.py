@@ -21,6 +21,7 @@ from matplotlib.ticker import NullFormatter
 
 from grok.cli import fail
 from grok.metrics import CENSORED, OBJECTIVE
+from plotting.figures import save_png
 from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import markdown_table, missing, short
 
@@ -158,7 +159,7 @@ def plot(res: Results, path: Path) -> Path:
     fig.legend(handles=legend, loc="outside lower center", ncol=3, fontsize=8)
     fig.suptitle(f"{res.name}: {len(table)} runs, {search['algorithm']} search")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_png(fig, path, 110)
     return path
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, TINY
+from PIL import Image
 
 from grok.checkpoint import export_weights
 from grok.config import Config, apply_overrides
@@ -306,6 +307,8 @@ def test_clis_write_pngs_and_tables(wd, tmp_path):
     assert tables.main([str(wd), "-o", str(out)]) == 0
     for name in ("curves.png", "grok_steps.png"):
         assert is_png(out / name)
+        with Image.open(out / name) as image:  # a palette PNG, the report ships many
+            assert image.mode == "P" and image.size[0] > 400
     for name in ("grok_steps.csv", "grok_steps_summary.csv", "final_metrics.csv"):
         assert len((out / name).read_text().splitlines()) > 2
     assert (out / "grok_steps.md").read_text().count("| wd=1,seed=1 |") == 2
