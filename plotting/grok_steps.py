@@ -239,8 +239,13 @@ def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
     marks = plotted(cross)
     thresholds = sorted(marks["threshold"].unique())
     n_groups = len(list(group_rows(res, res.trials)))
-    fig = Figure(figsize=(len(thresholds) * (2.5 + 1.1 * n_groups), 4.8), layout="constrained")
-    axes = fig.subplots(1, len(thresholds), squeeze=False, sharey=True)[0]
+    width = 2.5 + 1.1 * n_groups
+    if n_groups > 6:  # many groups: the thresholds' panels one above the other
+        fig = Figure(figsize=(width, 4.8 * len(thresholds)), layout="constrained")
+        axes = fig.subplots(len(thresholds), 1, squeeze=False, sharey=True)[:, 0]
+    else:
+        fig = Figure(figsize=(len(thresholds) * width, 4.8), layout="constrained")
+        axes = fig.subplots(1, len(thresholds), squeeze=False, sharey=True)[0]
     style = {
         "grokked": {"color": "tab:blue"},
         "lower": {"marker": "^", "facecolors": "none", "edgecolors": "tab:red", "s": 60},
