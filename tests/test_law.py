@@ -76,4 +76,4 @@ def test_study_estimate_counts_trials_and_bounds_the_time():
 
     lines = estimate(load_study(ROOT / "report" / "study.yaml"))
     assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
-    assert lines[-1].startswith("17 experiments, 147 trials") and "hours at" in lines[-1]
+    assert lines[-1].startswith("19 experiments, 192 trials") and "hours at" in lines[-1]
