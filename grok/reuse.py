@@ -92,19 +92,10 @@ class RunStore:
         """File a finished run: its reports and checkpoint first, its origin last."""
         entry = self.root / key
         (entry / REPORTS).write_text("".join(json.dumps(r) + "\n" for r in reports))
-        for path in sorted(checkpoint.rglob("*")):
-            if path.is_file():
-                (entry / CHECKPOINT / path.relative_to(checkpoint).as_posix()).write_bytes(
-                    path.read_bytes()
-                )
+        at(checkpoint).copy_to(entry / CHECKPOINT)
         (entry / ORIGIN).write_text(json.dumps(origin, indent=1, sort_keys=True) + "\n")
 
     def fetch_checkpoint(self, run: StoredRun, dest: Path) -> Path:
         """The stored run's checkpoint copied into the local folder `dest`."""
-        for info in run.checkpoint.files():
-            rel = info.path[len(run.checkpoint.path.rstrip("/")) + 1 :]
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with run.checkpoint.fs.open_input_stream(info.path) as f:
-                target.write_bytes(f.read())
+        run.checkpoint.copy_to(at(dest))
         return dest

@@ -121,10 +121,16 @@ class Location:
             self.fs.move(self.path, dest.path)
             return
         if self.kind() == pafs.FileType.Directory:
-            pafs.copy_files(self.path, dest.path, self.fs, dest.fs)
+            self.copy_to(dest)
         else:
             self.fs.copy_file(self.path, dest.path)
         self.delete()
+
+    def copy_to(self, dest: Location) -> None:
+        """Copy this folder, whole, to `dest` (any filesystem to any other)."""
+        if dest.local is not None:  # a local folder must exist; an object store has none
+            dest.fs.create_dir(dest.path, recursive=True)
+        pafs.copy_files(self.path, dest.path, self.fs, dest.fs)
 
 
 def at(place: str | Path | Location) -> Location:

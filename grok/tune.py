@@ -87,7 +87,6 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None 
         with tempfile.TemporaryDirectory() as tmp:
             folder = event.trainer.save_checkpoint(Path(tmp) / "checkpoint")
             if store:
-                (folder / HISTORY).write_text(json.dumps(history))
                 if event.final and history[0]["step"] == 0:  # the whole run, not a resumed part
                     context = tune.get_context()
                     origin = {
@@ -97,7 +96,8 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None 
                         "config": cfg.to_dict(),
                         "code": code_fingerprint(),
                     }
-                    store.put(key, history, folder, origin)
+                    store.put(key, history, folder, origin)  # the store keeps reports apart
+                (folder / HISTORY).write_text(json.dumps(history))  # for a resume of this trial
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     trainer.fit(report)
@@ -110,7 +110,6 @@ def replay(stored: StoredRun, store: RunStore, node: str | None) -> None:
         tune.report({**metrics, NODE: node, REUSED_FROM: stored.source})
     with tempfile.TemporaryDirectory() as tmp:
         folder = store.fetch_checkpoint(stored, Path(tmp) / "checkpoint")
-        (folder / HISTORY).unlink(missing_ok=True)
         final = {**last, NODE: node, REUSED_FROM: stored.source}
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(folder))
 

@@ -177,25 +177,21 @@ def ranking(res: Results, cross: pd.DataFrame) -> str:
     accuracy reached 99% (more first), then by the mean step at which it did; groups where no
     run got there come last, the closest first (best test accuracy). The 100% measure beside;
     censored runs are counted, never averaged in."""
-
-    def cell(values: pd.Series) -> str:
-        got = values.dropna().astype(float)
-        return fmt_mean_sd(got.mean(), got.std(), "{:.0f}")
-
+    summary = summarize(res, cross).set_index(["group", "threshold"])
     ranked = []
     for label, values, runs in group_rows(res, cross[cross["threshold"] == 99]):
-        full = cross[(cross["threshold"] == 100) & cross["trial"].isin(runs["trial"])]
-        grokked = int((~runs["censored"]).sum())
+        r, full = summary.loc[(label, 99)], summary.loc[(label, 100)]
         closest = runs[runs["censored"]]["best_test"].dropna()
-        if grokked:
-            order = runs["test_step"].dropna().astype(float).mean()
+        if r["grokked"]:
+            order = r["test_step_mean"]
         else:
             order = -(closest.max() if len(closest) else 0.0)
         row = [", ".join(str(values[k]) for k in res.groups) or label]
-        row += [f"{grokked} of {len(runs)}", cell(runs["train_step"]), cell(runs["test_step"])]
-        row += [cell(runs["steps_to_grok"]), f"{int((~full['censored']).sum())} of {len(full)}"]
-        row += [cell(full["steps_to_grok"]), ", ".join(f"{b:.3f}" for b in closest) or "-"]
-        ranked.append(((-grokked / len(runs), order), row))
+        row += [f"{r['grokked']} of {r['runs']}", steps_cell(r, "train_step")]
+        row += [steps_cell(r, "test_step"), steps_cell(r, "steps_to_grok")]
+        row += [f"{full['grokked']} of {full['runs']}", steps_cell(full, "steps_to_grok")]
+        row += [", ".join(f"{b:.3f}" for b in closest) or "-"]
+        ranked.append(((-r["grokked"] / r["runs"], order), row))
     head = [", ".join(short(k) for k in res.groups) or "runs", "test 99% reached"]
     head += ["train 99% at", "test 99% at", "steps-to-grok 99%", "test 100% reached"]
     head += ["steps-to-grok 100%", "best test accuracy, censored runs"]
