@@ -4,6 +4,7 @@ and with which arguments it runs.
 python -m plotting.study report/study.yaml      # the run queue: one tune_main.py argument line
                                                 # per experiment, in report order
 python -m plotting.study report/study.yaml --estimate   # trials, and a bound on the time
+python -m plotting.study report/study.yaml addsub ablation_wd   # only these, in study order
 
 `plotting.report` reads it for the report's structure; `scripts/study.sh` reads the queue, so the
 list of experiments is written once. The format is described in docs/results.md.
@@ -67,6 +68,16 @@ class Study:
     def intro_of(self, name: str) -> str:
         return self.entry(name).intro
 
+    def only(self, names: list[str]) -> list[Entry]:
+        """The entries named (all when none are), in the study's order."""
+        known = [e.name for e in self.entries]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"{unknown[0]} is not an experiment of the study; it has {', '.join(known)}"
+            )
+        return [e for e in self.entries if not names or e.name in names]
+
 
 def _part(raw: Any, where: str) -> Part:
     if not isinstance(raw, dict) or not isinstance(raw.get("title"), str):
@@ -119,12 +130,12 @@ def lanes_rate(bench_dir: Path = Path("benchmarks")) -> tuple[float, str]:
     return FALLBACK_RATE, "the default"
 
 
-def estimate(study: Study) -> list[str]:
+def estimate(entries: list[Entry]) -> list[str]:
     """Trials and the most steps each experiment can take, and the time that bounds on 2 lanes."""
     from grok.experiment import load_experiment
 
     lines, trials, steps = [], 0, 0
-    for entry in study.entries:
+    for entry in entries:
         sets = [s.strip() for s in entry.args.split("--set")[1:]]
         exp = load_experiment(entry.file, sets)
         n, budget = exp.num_trials, exp.base.train.steps
@@ -133,7 +144,7 @@ def estimate(study: Study) -> list[str]:
     rate, source = lanes_rate()
     hours = steps / rate / 3600
     lines.append(
-        f"{len(study.entries)} experiments, {trials} trials, at most {steps:,} steps: at most "
+        f"{len(entries)} experiment{'s' * (len(entries) != 1)}, {trials} trials, at most {steps:,} steps: at most "
         f"{hours:.1f} hours at {rate:g} steps/s on two lanes ({source}); runs that stop soon "
         "after grokking take far less."
     )
@@ -146,15 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--estimate", action="store_true", help="the number of trials and a bound on the time"
     )
+    ap.add_argument("names", nargs="*", help="only these experiments (default: all)")
     args = ap.parse_args(argv)
     try:
-        study = load_study(args.study)
+        entries = load_study(args.study).only(args.names)
         if args.estimate:
-            print("\n".join(estimate(study)))
+            print("\n".join(estimate(entries)))
             return 0
     except ConfigError as err:
         return fail(err)
-    for entry in study.entries:
+    for entry in entries:
         print(f"{entry.file} {entry.args}".rstrip())
     return 0
 

@@ -9,6 +9,8 @@
 #
 #   bash scripts/study.sh              # prints the trials and a bound on the time first
 #   bash scripts/study.sh --resume     # continue after an interruption (finished trials stay)
+#   bash scripts/study.sh addsub ablation_wd   # only these experiments (the study's order)
+#   bash scripts/study.sh --resume addsub      # the same, continuing
 #
 # Runs that are the same resolved config and seed in several experiments (the paper's recipe is
 # the baseline of most ablations) are trained once: every sweep shares the run store
@@ -21,12 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 AGAIN=""
-[[ "${1:-}" == "--resume" ]] && AGAIN="--resume"
+[[ "${1:-}" == "--resume" ]] && { AGAIN="--resume"; shift; }
 
 # One line per experiment: its file and the arguments of its budget, from the study file.
-mapfile -t QUEUE < <(python -m plotting.study report/study.yaml)
+mapfile -t QUEUE < <(python -m plotting.study report/study.yaml "$@")
 (( ${#QUEUE[@]} )) || { echo "error: report/study.yaml lists no experiment" >&2; exit 2; }
-python -m plotting.study report/study.yaml --estimate
+python -m plotting.study report/study.yaml --estimate "$@"
 
 mkdir -p results
 ray start --head --num-cpus=2 --include-dashboard=false >results/study-ray.log 2>&1
@@ -52,10 +54,19 @@ lane() {  # takes the next experiment off the queue until none is left
 lane 1 & lane 2 & wait
 echo "$(date +%T) all done"
 # Weights only (a few MB each), that infer.py loads: the sanity models (the report shows what
-# they generate) and one model each for add/sub and division.
+# they generate) and one model each for add/sub and division, from the experiments run here.
+ran() {  # whether this invocation's queue has experiment $1
+  local q
+  for q in "${QUEUE[@]}"; do [[ "$q " == "experiments/$1.yaml "* ]] && return 0; done
+  return 1
+}
 for name in sanity_memorize sanity_mask3; do
-  python -m grok.export "results/$name" --out "report/weights/$name"
+  if ran "$name"; then python -m grok.export "results/$name" --out "report/weights/$name"; fi
 done
-python -m grok.export results/addsub --trial "op=add,layers=2,p=97,seed=0" --out report/weights/addsub
-python -m grok.export results/division_grokking --trial seed=0 --out report/weights/division_grokking
+if ran addsub; then
+  python -m grok.export results/addsub --trial "op=add,layers=2,p=97,seed=0" --out report/weights/addsub
+fi
+if ran division_grokking; then
+  python -m grok.export results/division_grokking --trial seed=0 --out report/weights/division_grokking
+fi
 python -m plotting.report report/data --out report/  # the archive: what a fresh clone rebuilds from

@@ -74,6 +74,6 @@ def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
 def test_study_estimate_counts_trials_and_bounds_the_time():
     from plotting.study import estimate, load_study
 
-    lines = estimate(load_study(ROOT / "report" / "study.yaml"))
+    lines = estimate(load_study(ROOT / "report" / "study.yaml").entries)
     assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
     assert lines[-1].startswith("19 experiments, 192 trials") and "hours at" in lines[-1]
