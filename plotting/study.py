@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "--estimate", action="store_true", help="the number of trials and a bound on the time"
     )
     ap.add_argument("names", nargs="*", help="only these experiments (default: all)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     try:
         entries = load_study(args.study).only(args.names)
         if args.estimate:
