@@ -109,8 +109,8 @@ class EvalConfig:
     # refine_every * step steps (at least 1); when an evaluation finds that an accuracy first
     # reached a threshold, those snapshots locate the step, so crossings are timed to about
     # refine_every of the step while full evaluations stay rare. refine_every 0: no snapshots.
-    # Each evaluation costs about six training steps (docs/speed.md): the defaults keep them
-    # under 5% of a short run, the snapshots keep the crossings' timing.
+    # Each evaluation costs about four and a half training steps (docs/speed.md): the defaults
+    # keep evaluation under 5% of a short run, the snapshots keep the crossings' timing.
     min_every: int = field(default=50, metadata=bounds(1))
     max_every: int = field(default=1000, metadata=bounds(1))
     rel_every: float = field(default=0.25, metadata=bounds(0))

@@ -113,6 +113,31 @@ def test_first_block_from_the_token_position_table_equals_computing_it(n_layer, 
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_layer", [1, 2])
+@pytest.mark.parametrize("rows", [12, 3 * VOCAB])  # the larger batch also looks up the first qkv
+@pytest.mark.parametrize("cols", [torch.tensor([5, 7]), slice(4, 8)])
+def test_shared_prefixes_computed_once_give_the_full_forwards_outputs(n_layer, rows, cols):
+    # Rows whose first tokens come from a few distinct prefixes, as `a op` in `a op b =`.
+    model = tiny_model(n_layer)
+    prefixes = tokens(3, 4, seed=8)
+    x = torch.cat([prefixes[torch.arange(rows) % 3], tokens(rows, 4, seed=9)], dim=1)
+    shared = model.shared_prefix(x, cols)
+    assert shared is not None and shared[0].shape == (3, 4)  # the longest prefix before cols
+    with torch.no_grad():  # no gradients: the prefixes are computed once
+        once = model(x, cols=cols)
+    with torch.enable_grad():
+        every_row = model(x, cols=cols).detach()
+    torch.testing.assert_close(once, every_row, rtol=1e-5, atol=1e-5)
+    assert torch.equal(once.argmax(-1), every_row.argmax(-1))
+
+
+def test_rows_without_a_shared_prefix_take_the_plain_path():
+    model = tiny_model(2)
+    x = tokens(8, 6)
+    assert model.shared_prefix(x, slice(3, 6)) is None  # 7 distinct first tokens in 8 rows
+    assert model.shared_prefix(x[:, [0] * 6], torch.tensor([0, 5])) is None  # nothing before 0
+
+
 def test_sequences_longer_than_max_len_are_refused():
     with pytest.raises(ValueError, match="sequence length 17 exceeds model.max_len 16"):
         tiny_model()(tokens(1, 17))
