@@ -122,21 +122,32 @@ def matmul_rate(device: torch.device) -> float:
 
 
 def model_flops(
-    cfg: Config, seq: int, answer_cols: int, vocab: int, batch: int, project: bool
+    cfg: Config,
+    seq: int,
+    answer_cols: int,
+    vocab: int,
+    batch: int,
+    project: bool,
+    prefix: tuple[int, int] = (0, 0),
 ) -> float:
     """FLOPs of one training step (forward + backward = 3 x forward) by counting the products
-    each side computes: the project's first block projects V * seq (token, position) pairs
-    when that is fewer than the batch's rows (grok/model.py) and its last block and head run
-    at the answer columns only; the reference runs everything at every position."""
+    each side computes: the project runs the first P positions once for each of the U distinct
+    prefixes of the batch (`prefix` = (U, P); grok/model.py), its first block projects V x seq
+    (token, position) pairs when that is fewer than the batch's rows, and its last block and
+    head run at the answer columns only; the reference runs everything at every position."""
     m = cfg.model
     d, ff = m.d_model, m.d_ff
-    rows = batch * seq
+    shared, P = prefix if project else (0, 0)
+    rest = seq - P  # positions computed for every row
+    rows = batch * rest
     macs = 0
     for layer in range(m.n_layer):
         last = layer == m.n_layer - 1
-        q = batch * (answer_cols if (project and last) else seq)
+        # The prefixes: keys and values for every block, the rest of the block but the last.
+        macs += shared * P * (2 * d * d if last else 5 * d * d + d * d + 2 * d * ff + 2 * P * d)
+        q = batch * (answer_cols if (project and last) else rest)
         if project and layer == 0 and batch > vocab:
-            macs += vocab * seq * 3 * d * d  # q, k, v from the (token, position) table
+            macs += vocab * rest * 3 * d * d  # q, k, v from the (token, position) table
         elif project and last:
             macs += rows * 2 * d * d + q * d * d  # k, v everywhere; q at the answers
         else:
@@ -299,8 +310,11 @@ def flop_rows(trainer: Trainer, t: dict[str, float]) -> list[Row]:
     train = trainer.splits["train"]
     shape = (train.x.shape[1], len(train.cols), trainer.tokenizer.vocab_size, trainer.batch_size)
     rows = [("fp32 matmul rate (model shapes)", f"{rate:.0f} GFLOP/s", "")]
+    batch = train.x[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
+    shared = trainer.model.shared_prefix(batch[: trainer.batch_size], trainer.cols["train"])
+    prefix = (0, 0) if shared is None else tuple(shared[0].shape)
     for who in ("project", "reference"):
-        flops = model_flops(trainer.cfg, *shape, project=who == "project")
+        flops = model_flops(trainer.cfg, *shape, project=who == "project", prefix=prefix)
         achieved = flops / t[who] / 1e9
         rows.append(
             (

@@ -7,8 +7,9 @@ Three things differ from a textbook GPT, all for the tasks here:
   the last block runs its queries, MLP and the head there alone, since nothing else is read;
 - the first block's LayerNorm and q, k, v projections are computed per (token, position) pair
   and looked up, when the vocabulary is smaller than the batch (the same values, less work);
-- without gradients (evaluation), positions before the answer that many rows share (`a op` in
-  `a op b =`) are computed once per distinct prefix, and the rows attend to its keys and values.
+- positions before the answer that many rows of a batch share (`a op` in `a op b =`) are
+  computed once per distinct prefix, and each row attends to its prefix's keys and values
+  (not in training with dropout, where every row draws its own masks).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class CausalSelfAttention(nn.Module):
     def heads(self, t):
         """(B, T, C) -> (B, nh, T, hs)."""
         B, T = t.shape[:2]
-        return t.view(B, T, self.n_head, -1).transpose(1, 2)
+        return t.view(B, T, self.n_head, self.d_model // self.n_head).transpose(1, 2)
 
     def keys_values(self, h):
         """The keys and values (B, nh, T, hs) of the normed input h (B, T, C)."""
@@ -134,7 +135,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.max_len:
             raise ValueError(f"sequence length {T} exceeds model.max_len {self.max_len}")
-        if cols is not None and pad_mask is None and not (self.training or torch.is_grad_enabled()):
+        if cols is not None and pad_mask is None and (self.drop.p == 0 or not self.training):
             shared = self.shared_prefix(idx, cols)
             if shared is not None:
                 return self.forward_from_prefix(idx, cols, *shared)
@@ -206,7 +207,7 @@ class GPT(nn.Module):
         past = []
         for i, block in enumerate(self.blocks):
             k, v = block.attn.keys_values(block.ln_1(x))
-            past.append((k[inverse], v[inverse]))  # (B, nh, P, hs)
+            past.append((k.index_select(0, inverse), v.index_select(0, inverse)))  # (B, nh, P, hs)
             if i + 1 < len(self.blocks):
                 x = block(x, None)
         # The positions after them, for every row, attending to their prefix's keys and values.

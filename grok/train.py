@@ -200,9 +200,15 @@ class Trainer:
         self.status = "running"
         self.tracker = CrossingTracker()
         self.grok_step: int | None = None  # test accuracy first reached stop.threshold
-        # Weights since the last evaluation, (step, parameters), and their accuracies.
+        # Weights since the last evaluation, (step, parameters), and what is known of their
+        # accuracies: (snapshot, split) -> (wrong rows found, rows evaluated).
         self._snapshots: list[tuple[int, list[torch.Tensor]]] = []
-        self._snapshot_accs: dict[tuple[int, str], float] = {}
+        self._snapshot_wrong: dict[tuple[int, str], tuple[int, int]] = {}
+        # Rows of each split that were wrong at the last evaluation and at this one (the
+        # bisections evaluate them first: a snapshot still below a threshold is found wrong
+        # there, and its evaluation can stop).
+        self._wrong_before: dict[str, torch.Tensor] = {}
+        self._wrong_now: dict[str, torch.Tensor] = {}
         self._clock = (0, time.perf_counter())
 
     # ------------------------------------------------------------ training
@@ -255,21 +261,28 @@ class Trainer:
             torch._foreach_add_(grads, offsets, alpha=o.weight_decay)
 
     @torch.inference_mode()
+    def score_rows(self, name: str, rows: slice | torch.Tensor) -> tuple[float, int, torch.Tensor]:
+        """(summed loss over the answer tokens, their number, each row's exact match) of some
+        rows of a split."""
+        self.model.eval()
+        _, logits, targets = self.loss_on(self.splits[name], rows)
+        scored = targets != IGNORE
+        loss_sum = F.cross_entropy(
+            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+        ).item()
+        right = (logits.argmax(-1) == targets) | ~scored
+        return loss_sum, int(scored.sum()), right.all(1)
+
     def evaluate_split(self, name: str) -> tuple[float, float]:
         """(loss over the answer tokens, exact-match accuracy) of one whole split."""
-        self.model.eval()
-        split = self.splits[name]
-        n = len(split)
-        loss_sum, tokens, correct = 0.0, 0, 0
-        for start in range(0, n, self.cfg.eval.batch_size):
-            _, logits, targets = self.loss_on(split, slice(start, start + self.cfg.eval.batch_size))
-            scored = targets != IGNORE
-            loss_sum += F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-            ).item()
-            tokens += int(scored.sum())
-            right = (logits.argmax(-1) == targets) | ~scored
-            correct += int(right.all(1).sum())
+        n, size = len(self.splits[name]), self.cfg.eval.batch_size
+        loss_sum, tokens, wrong = 0.0, 0, []
+        for start in range(0, n, size):
+            part_loss, part_tokens, right = self.score_rows(name, slice(start, start + size))
+            loss_sum, tokens = loss_sum + part_loss, tokens + part_tokens
+            wrong.append(start + torch.nonzero(~right)[:, 0])
+        self._wrong_now[name] = torch.cat(wrong) if wrong else torch.zeros(0, dtype=torch.long)
+        correct = n - len(self._wrong_now[name])
         return (loss_sum / tokens if tokens else math.nan), (correct / n if n else math.nan)
 
     def evaluate(self) -> dict[str, float]:
@@ -285,17 +298,38 @@ class Trainer:
     def _snapshot(self) -> None:
         self._snapshots.append((self.step, [p.detach().clone() for p in self.params]))
 
+    def _probe_chunks(self, split: str) -> list[torch.Tensor]:
+        """A split's rows in the order a bisection evaluates them: those wrong at the last
+        evaluation first (in their own chunks), then the rest."""
+        n, size = len(self.splits[split]), self.cfg.eval.batch_size
+        hard = self._wrong_before.get(split, torch.zeros(0, dtype=torch.long))
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[hard] = False
+        rest = torch.nonzero(rest)[:, 0]
+        return [rows for rows in (*hard.split(size), *rest.split(size)) if len(rows)]
+
     @torch.no_grad()
-    def _snapshot_acc(self, index: int, split: str) -> float:
-        key = (index, split)
-        if key not in self._snapshot_accs:
-            current = [p.detach().clone() for p in self.params]
-            for p, w in zip(self.params, self._snapshots[index][1]):
-                p.copy_(w)
-            self._snapshot_accs[key] = self.evaluate_split(split)[1]
-            for p, w in zip(self.params, current):
-                p.copy_(w)
-        return self._snapshot_accs[key]
+    def _snapshot_reached(self, index: int, split: str, threshold: float) -> bool:
+        """Whether a snapshot's accuracy on `split` reaches `threshold`. The rows are counted
+        until the answer is certain: a snapshot below the threshold usually shows enough wrong
+        rows among those wrong at the last evaluation, and the rest need not be evaluated."""
+        n = len(self.splits[split])
+        wrong, seen = self._snapshot_wrong.get((index, split), (0, 0))
+        if seen == n or not reached((n - wrong) / n, threshold):
+            return reached((n - wrong) / n, threshold)  # exact, or below whatever the rest holds
+        current = [p.detach().clone() for p in self.params]
+        for p, w in zip(self.params, self._snapshots[index][1]):
+            p.copy_(w)
+        wrong, seen = 0, 0
+        for rows in self._probe_chunks(split):
+            right = self.score_rows(split, rows.to(self.device))[2]
+            wrong, seen = wrong + int((~right).sum()), seen + len(rows)
+            if not reached((n - wrong) / n, threshold):
+                break
+        for p, w in zip(self.params, current):
+            p.copy_(w)
+        self._snapshot_wrong[(index, split)] = (wrong, seen)
+        return reached((n - wrong) / n, threshold)
 
     def first_reached(self, metric: str, threshold: float) -> int:
         """The step since the last evaluation at which `metric` rose to `threshold`, located
@@ -306,7 +340,7 @@ class Trainer:
         lo, hi = -1, len(self._snapshots)  # index hi reached (len: the current step); lo not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if reached(self._snapshot_acc(mid, split), threshold):
+            if self._snapshot_reached(mid, split, threshold):
                 hi = mid
             else:
                 lo = mid
@@ -334,7 +368,8 @@ class Trainer:
         metrics.update(grok_objective(test_step, self.cfg.train.steps))
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
             self.grok_step = self.first_reached("test/acc", self.cfg.stop.threshold)
-        self._snapshots, self._snapshot_accs = [], {}
+        self._snapshots, self._snapshot_wrong = [], {}
+        self._wrong_before, self._wrong_now = self._wrong_now, {}
         self.status = stop_status(self.cfg, self.step, self.grok_step, metrics)
         if self.status == "diverged":
             log.warning(

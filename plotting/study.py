@@ -144,9 +144,9 @@ def estimate(entries: list[Entry]) -> list[str]:
     rate, source = lanes_rate()
     hours = steps / rate / 3600
     lines.append(
-        f"{len(entries)} experiment{'s' * (len(entries) != 1)}, {trials} trials, at most {steps:,} steps: at most "
-        f"{hours:.1f} hours at {rate:g} steps/s on two lanes ({source}); runs that stop soon "
-        "after grokking take far less."
+        f"{len(entries)} experiment{'s' * (len(entries) != 1)}, {trials} trials, at most "
+        f"{steps:,} steps: at most {hours:.1f} hours at {rate:g} steps/s on two lanes "
+        f"({source}); runs that stop soon after grokking take far less."
     )
     return lines
 

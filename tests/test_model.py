@@ -103,7 +103,7 @@ def test_first_block_from_the_token_position_table_equals_computing_it(n_layer, 
     for table in (True, False):
         model.zero_grad()
         if not table:
-            model.first_qkv = lambda idx: None
+            model.first_qkv = lambda idx, start=0: None
         out = model(x, cols=cols)
         out.logsumexp(-1).sum().backward()
         outputs.append(out.detach())
@@ -116,19 +116,41 @@ def test_first_block_from_the_token_position_table_equals_computing_it(n_layer, 
 @pytest.mark.parametrize("n_layer", [1, 2])
 @pytest.mark.parametrize("rows", [12, 3 * VOCAB])  # the larger batch also looks up the first qkv
 @pytest.mark.parametrize("cols", [torch.tensor([5, 7]), slice(4, 8)])
-def test_shared_prefixes_computed_once_give_the_full_forwards_outputs(n_layer, rows, cols):
+def test_shared_prefixes_computed_once_give_the_full_forwards_outputs_and_gradients(
+    n_layer, rows, cols
+):
     # Rows whose first tokens come from a few distinct prefixes, as `a op` in `a op b =`.
     model = tiny_model(n_layer)
     prefixes = tokens(3, 4, seed=8)
     x = torch.cat([prefixes[torch.arange(rows) % 3], tokens(rows, 4, seed=9)], dim=1)
     shared = model.shared_prefix(x, cols)
     assert shared is not None and shared[0].shape == (3, 4)  # the longest prefix before cols
-    with torch.no_grad():  # no gradients: the prefixes are computed once
-        once = model(x, cols=cols)
-    with torch.enable_grad():
-        every_row = model(x, cols=cols).detach()
-    torch.testing.assert_close(once, every_row, rtol=1e-5, atol=1e-5)
-    assert torch.equal(once.argmax(-1), every_row.argmax(-1))
+    outputs, grads = [], []
+    for once in (True, False):
+        model.zero_grad()
+        if not once:
+            model.shared_prefix = lambda idx, cols: None
+        out = model.train()(x, cols=cols)
+        out.logsumexp(-1).sum().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x, cols=cols), outputs[-1])
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    assert torch.equal(outputs[0].argmax(-1), outputs[1].argmax(-1))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_with_dropout_training_computes_every_row_and_evaluation_shares():
+    model = tiny_model(2, dropout=0.5).train()
+    prefixes = tokens(3, 4, seed=8)
+    x = torch.cat([prefixes[torch.arange(12) % 3], tokens(12, 4, seed=9)], dim=1)
+    calls = []
+    model.shared_prefix = lambda idx, cols: calls.append(model.training)
+    model(x, cols=slice(4, 8))  # each row's own dropout mask: nothing shared
+    model.eval()(x, cols=slice(4, 8))
+    assert calls == [False]
 
 
 def test_rows_without_a_shared_prefix_take_the_plain_path():
