@@ -65,6 +65,15 @@ def wrong_text(row: dict) -> str:
     return f"; best test {best:.4f}: {wrong} of {int(size)} wrong"
 
 
+def how_close(best, size) -> str:
+    """'0.9987 (5 of 3725 wrong)': a censored run's best test accuracy; '' when unknown."""
+    if missing(best):
+        return ""
+    if missing(size):
+        return f"{best:.4f}"
+    return f"{best:.4f} ({int(size) - round(float(best) * int(size))} of {int(size)} wrong)"
+
+
 def crossings(res: Results) -> pd.DataFrame:
     """One row per trial and threshold: crossings, steps-to-grok, censoring and the last step."""
     rows = []
@@ -111,6 +120,8 @@ def summarize(res: Results, cross: pd.DataFrame) -> pd.DataFrame:
             row["grokked"] = len(runs) - len(cens)
             row["censored"] = len(cens)
             row["censored_at"] = ", ".join(stopped_at(s) for s in cens["last_step"])
+            close = (how_close(b, n) for b, n in zip(cens["best_test"], cens["test_size"]))
+            row["censored_best"] = ", ".join(c for c in close if c)
             for col in ("train_step", "test_step", "steps_to_grok"):
                 got = runs[col].dropna().astype(float)
                 row[f"{col}_mean"], row[f"{col}_sd"] = got.mean(), got.std()

@@ -138,7 +138,8 @@ def grok_text(summary: pd.DataFrame) -> list[str]:
         if r["grokked"]:
             line += f", steps-to-grok {gap}"
         if r["censored"]:
-            line += f"; {grok_steps.censored_text(r)} (censored)"
+            best = f"; best test {r['censored_best']}" if r.get("censored_best") else ""
+            line += f"; {grok_steps.censored_text(r)} (censored{best})"
         lines.append(line + ".")
     return lines
 

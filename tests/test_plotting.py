@@ -236,6 +236,9 @@ def test_censored_runs_are_counted_marked_and_not_averaged(wd):
     assert low["steps_to_grok_mean"] == 700 and math.isnan(low["steps_to_grok_sd"])
     assert (high["runs"], high["grokked"], high["censored"]) == (3, 2, 1)
     assert high["steps_to_grok_mean"] == 250 and high["censored_at"] == "200"
+    size = int(cross["test_size"].iloc[0])
+    wrong = size - round(0.2 * size)  # wd=1,seed=2: test accuracy 0.2 at best
+    assert high["censored_best"] == f"0.2000 ({wrong} of {size} wrong)"
     assert summary.loc[("wd=0.1", 100), "grokked"] == 0
     assert summary.loc[("wd=0.1", 100), "censored"] == 3
     md = grok_steps.markdown(res, summary.reset_index(), cross)
