@@ -74,6 +74,18 @@ def how_close(best, size) -> str:
     return f"{best:.4f} ({int(size) - round(float(best) * int(size))} of {int(size)} wrong)"
 
 
+def closeness(censored: pd.DataFrame) -> str:
+    """The best test accuracies of censored runs: each of up to three, else their range and
+    the closest run."""
+    known = censored.dropna(subset=["best_test"])
+    pairs = list(zip(known["best_test"], known["test_size"]))
+    if len(pairs) <= 3:
+        return ", ".join(how_close(b, n) for b, n in pairs)
+    best = max(pairs, key=lambda pair: pair[0])
+    low = min(b for b, _ in pairs)
+    return f"{low:.4f} to {how_close(*best)}"
+
+
 def crossings(res: Results) -> pd.DataFrame:
     """One row per trial and threshold: crossings, steps-to-grok, censoring and the last step."""
     rows = []
@@ -120,8 +132,7 @@ def summarize(res: Results, cross: pd.DataFrame) -> pd.DataFrame:
             row["grokked"] = len(runs) - len(cens)
             row["censored"] = len(cens)
             row["censored_at"] = ", ".join(stopped_at(s) for s in cens["last_step"])
-            close = (how_close(b, n) for b, n in zip(cens["best_test"], cens["test_size"]))
-            row["censored_best"] = ", ".join(c for c in close if c)
+            row["censored_best"] = closeness(cens)
             for col in ("train_step", "test_step", "steps_to_grok"):
                 got = runs[col].dropna().astype(float)
                 row[f"{col}_mean"], row[f"{col}_sd"] = got.mean(), got.std()
