@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load_experiment(args.experiment, args.set)
         tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
-        check_data(exp.configs(DATA_KEYS))  # each distinct dataset, built once
+        check_data(exp.configs([*DATA_KEYS, "model.max_len"]))  # each set of examples once
     except ConfigError as err:
         return fail(err)
     cpus, gpus = local_size()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
 from grok.config import SETTINGS, Config, dump_config, get_dotted
-from grok.data import IGNORE, SPLITS, Split, build_splits
+from grok.data import IGNORE, SPLITS, Split, build_examples, build_splits
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
@@ -55,27 +55,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_length(cfg: Config, longest: int) -> None:
+    """Examples must fit the model's positions: `longest` inputs (a sequence less its last)."""
+    if longest > cfg.model.max_len:
+        raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+
+
 def build_data(cfg: Config, tokenizer=None) -> dict[str, Split]:
     """The splits of a config, checked against the model: examples must fit its positions."""
     splits = build_splits(cfg.task, tokenizer)
-    longest = max(s.x.shape[1] for s in splits.values())
-    if longest > cfg.model.max_len:
-        raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+    check_length(cfg, max(s.x.shape[1] for s in splits.values()))
     return splits
 
 
-# The settings a dataset depends on: an experiment checks each combination of their values once.
-DATA_KEYS = tuple(k for k in SETTINGS if k.startswith("task.")) + ("model.max_len",)
+# The settings a dataset's examples depend on (how they are split does not change them): an
+# experiment checks each combination of their values once.
+SPLIT_KEYS = ("task.train_fraction", "task.val_fraction", "task.data_seed")
+DATA_KEYS = tuple(k for k in SETTINGS if k.startswith("task.") and k not in SPLIT_KEYS)
 
 
 def check_data(configs: Iterable[Config]) -> None:
-    """Build each distinct dataset once, so a bad data file fails here and not in a trial."""
-    seen = set()
+    """Make each distinct set of examples once, so that a bad data file fails here and not in a
+    trial, and check that every config's model fits them."""
+    longest: dict[str, int] = {}
     for cfg in configs:
         key = repr([get_dotted(cfg, k) for k in DATA_KEYS])
-        if key not in seen:
-            seen.add(key)
-            build_data(cfg)
+        if key not in longest:
+            examples = build_examples(cfg.task, build_tokenizer(cfg.task))
+            longest[key] = max(len(e.prompt_ids) + len(e.answer_ids) for e in examples) - 1
+        check_length(cfg, longest[key])
 
 
 def next_eval_step(cfg: Config, step: int, grok_step: int | None = None) -> int:

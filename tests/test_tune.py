@@ -119,6 +119,10 @@ def test_dry_run_starts_and_writes_nothing(tmp_path, capsys):
             },
             "/nonexistent/lines.txt",
         ),
+        (  # one point of the grid has too few positions for the character-level equations
+            {"config": {"task": {"tokenizer": "char"}}, "grid": {"model.max_len": [64, 4]}},
+            "model.max_len: examples need 8 positions",
+        ),
     ],
 )
 def test_bad_experiment_refused_before_ray_starts(tmp_path, body, fragment):
