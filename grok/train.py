@@ -288,7 +288,7 @@ class Trainer:
         for start in range(0, n, size):
             part_loss, part_tokens, right = self.score_rows(name, slice(start, start + size))
             loss_sum, tokens = loss_sum + part_loss, tokens + part_tokens
-            wrong.append(start + torch.nonzero(~right)[:, 0])
+            wrong.append(start + torch.nonzero(~right)[:, 0].cpu())  # row numbers, on the CPU
         self._wrong_now[name] = torch.cat(wrong) if wrong else torch.zeros(0, dtype=torch.long)
         correct = n - len(self._wrong_now[name])
         return (loss_sum / tokens if tokens else math.nan), (correct / n if n else math.nan)
