@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import yaml
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import write_experiment, write_trial
 
 from plotting.law import law
@@ -77,3 +77,17 @@ def test_study_estimate_counts_trials_and_bounds_the_time():
     lines = estimate(load_study(ROOT / "report" / "study.yaml").entries)
     assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
     assert lines[-1].startswith("19 experiments, 192 trials") and "hours at" in lines[-1]
+
+
+def test_study_queue_keeps_the_named_experiments_in_study_order():
+    from plotting.study import main
+
+    proc = run_cli("-m", "plotting.study", "report/study.yaml", "ablation_wd", "addsub")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == [
+        "experiments/addsub.yaml",
+        "experiments/ablation_wd.yaml",
+    ]
+    assert main(["report/study.yaml", "--estimate", "addsub"]) == 0
+    proc = run_cli("-m", "plotting.study", "report/study.yaml", "addsub", "nosuch")
+    assert_one_line_error(proc, "nosuch is not an experiment of the study", "ablation_wd")
