@@ -186,14 +186,15 @@ class GPT(nn.Module):
             distinct, inverse = torch.unique(key, return_inverse=True)
             if 2 * len(distinct) > B:
                 break
-            if best is None or P * (B - len(distinct)) > best[0] * (B - len(best[1])):
-                rows = torch.empty_like(distinct).scatter_(
-                    0, inverse, torch.arange(B, device=idx.device)
-                )
-                best = (P, distinct, inverse, rows)
+            saved = P * (B - len(distinct))
+            if best is None or saved > best[0]:
+                best = (saved, P, len(distinct), inverse)
         if best is None:
             return None
-        P, _, inverse, rows = best
+        _, P, U, inverse = best
+        # One row of each distinct prefix (rows sharing a prefix hold the same tokens there).
+        rows = torch.empty(U, dtype=torch.long, device=idx.device)
+        rows.scatter_(0, inverse, torch.arange(B, device=idx.device))
         return idx[rows, :P], inverse
 
     def forward_from_prefix(self, idx, cols, prefixes, inverse):

@@ -61,8 +61,12 @@ def wrong_text(row: dict) -> str:
         return ""
     if missing(size):
         return f"; best test {best:.4f}"
-    wrong = int(size) - round(float(best) * int(size))
-    return f"; best test {best:.4f}: {wrong} of {int(size)} wrong"
+    return f"; best test {best:.4f}: {wrong_of(best, size)} of {int(size)} wrong"
+
+
+def wrong_of(best, size) -> int:
+    """Test equations still wrong at a best test accuracy `best` over `size` of them."""
+    return int(size) - round(float(best) * int(size))
 
 
 def how_close(best, size) -> str:
@@ -71,7 +75,7 @@ def how_close(best, size) -> str:
         return ""
     if missing(size):
         return f"{best:.4f}"
-    return f"{best:.4f} ({int(size) - round(float(best) * int(size))} of {int(size)} wrong)"
+    return f"{best:.4f} ({wrong_of(best, size)} of {int(size)} wrong)"
 
 
 def closeness(censored: pd.DataFrame) -> str:
