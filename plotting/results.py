@@ -106,12 +106,14 @@ def read_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, str]:
             curve[col] = pd.to_numeric(curve[col], errors="coerce")
     else:
         curve = pd.DataFrame({"step": pd.Series(dtype=float)})
-    if (folder / "error.txt").exists():
+    last = curve["status"].iloc[-1] if "status" in curve and len(curve) else None
+    if isinstance(last, str) and last != "running":
+        # Ended by its own stop rule; an error.txt beside it is from an attempt Tune retried.
+        status = last
+    elif (folder / "error.txt").exists():
         status = "errored"
-    elif "status" in curve and len(curve) and isinstance(curve["status"].iloc[-1], str):
-        status = curve["status"].iloc[-1]
     else:
-        status = "running"  # no report yet, or reports without a status
+        status = "running"  # still going, no report yet, or reports without a status
     return flatten(params), curve.drop(columns=["status"], errors="ignore"), status
 
 

@@ -144,7 +144,13 @@ def wd_experiment(root: Path) -> Path:
         f.write("".join(json.dumps(r) + "\n" for r in again) + '{"step": 600, "train/lo')
     # Errored at 200 after train reached 99%: 99% censored at 200; 100% never reached by train.
     write_trial(
-        exp, {wd: 1.0, "seed": 2}, [0, 0.99, 0.99], [0, 0.1, 0.2], steps=STEPS[:3], error=True
+        exp,
+        {wd: 1.0, "seed": 2},
+        [0, 0.99, 0.99],
+        [0, 0.1, 0.2],
+        final="running",
+        steps=STEPS[:3],
+        error=True,
     )
     return exp
 
@@ -274,6 +280,16 @@ def test_running_resumed_and_errored_trials_load(wd):
     assert res.keys == ["optim.weight_decay", "seed"] and res.groups == ["optim.weight_decay"]
     assert set(res.frame.columns) >= {"trial", "optim.weight_decay", "seed", "step", "test/acc"}
     assert "config" not in res.frame and "trial_id" not in res.frame
+
+
+def test_a_trial_that_tune_retried_to_its_end_is_not_errored(tmp_path):
+    """Tune keeps the failed attempt's error.txt; the reports after it say how the trial ended."""
+    exp = write_experiment(tmp_path, "retried", {"seed": [0, 1]})
+    write_trial(exp, {"seed": 0}, [0, 0.5, 0.99], [0, 0.1, 0.2], steps=STEPS[:3], error=True)
+    write_trial(exp, {"seed": 1}, [0, 0.5], [0, 0.1], final="running", steps=STEPS[:2], error=True)
+    trials = load(exp).trials
+    status = dict(zip(trials["trial"], trials["status"]))
+    assert status == {"seed=0": "finished", "seed=1": "errored"}
 
 
 def test_folder_without_experiment_yaml_still_loads(wd):
