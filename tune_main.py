@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     from grok import sweep  # Ray is imported only once a sweep will run
 
     try:
-        existing = sweep.prepare_folder(folder, exp, args.resume, args.fresh)
+        existing = sweep.prepare_folder(folder, exp, args.resume, args.fresh, args.max_concurrent)
         joined = sweep.start_ray(address, args.dashboard_host, exp)
     except (sweep.SweepError, storage.StorageError, OSError) as err:
         return fail(err)

@@ -13,6 +13,7 @@ and prints around these functions.
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ray import tune
 from grok import cluster
 from grok import tune as gtune
 from grok.experiment import Experiment
-from grok.results import same_experiment, write_record
+from grok.results import read_record, same_experiment, write_record
 from grok.resume import repair_state
 from grok.storage import Location, at
 from grok.tracking import Tracking
@@ -32,10 +33,18 @@ class SweepError(ValueError):
     the message says what to do."""
 
 
-def prepare_folder(folder: Path | Location, exp: Experiment, resume: bool, fresh: bool) -> bool:
+def prepare_folder(
+    folder: Path | Location,
+    exp: Experiment,
+    resume: bool,
+    fresh: bool,
+    max_concurrent: int | None = None,
+) -> bool:
     """Check that the sweep may start or continue in `folder`, or refuse; nothing is written
     (a --resume may repair Tune's saved state). Returns whether `folder` holds an earlier sweep
-    that --fresh moves aside (`move_aside`, once the cluster has been joined)."""
+    that --fresh moves aside (`move_aside`, once the cluster has been joined). A resumed sweep
+    keeps the trial limit it started with (Tune restores it with its search state), so a
+    --max-concurrent that differs from the starting command's is refused, not ignored."""
     folder = at(folder)
     existing = folder.holds_anything()
     if resume:
@@ -47,6 +56,13 @@ def prepare_folder(folder: Path | Location, exp: Experiment, resume: bool, fresh
                 f"--resume: {folder} is not this experiment ({differs}); "
                 "use --fresh to start it anew"
             )
+        started = started_limit(read_record(folder) or {})
+        if max_concurrent is not None and max_concurrent != started:
+            raise SweepError(
+                f"--resume: the sweep started with --max-concurrent {started or 'unset'} and keeps "
+                f"that limit, so --max-concurrent {max_concurrent} cannot apply; resume without "
+                "it, or use --fresh to start anew (with --reuse, finished runs are not retrained)"
+            )
         unresumable = repair_state(folder)
         if unresumable:
             raise SweepError(f"--resume: {unresumable}; use --fresh to start it anew")
@@ -57,6 +73,18 @@ def prepare_folder(folder: Path | Location, exp: Experiment, resume: bool, fresh
             "--fresh moves them aside and starts again"
         )
     return existing
+
+
+def started_limit(record: dict) -> int | None:
+    """The --max-concurrent of the command that started a sweep (its record's `command`)."""
+    words = shlex.split(str(record.get("command", "")))
+    for i, word in enumerate(words):
+        value = word.partition("=")[2] if word.startswith("--max-concurrent=") else None
+        if word == "--max-concurrent" and i + 1 < len(words):
+            value = words[i + 1]
+        if value is not None:
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def move_aside(storage: Path | Location, name: str) -> str:

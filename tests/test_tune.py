@@ -252,6 +252,11 @@ def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
         ray_address,
     )
     assert mixed.returncode == 2 and "not this experiment" in mixed.stderr
+    limit = ("--storage", str(folder.parent), "--resume", "--max-concurrent", "3")
+    other_limit = run_cli("tune_main.py", str(path), *limit, "--address", ray_address)
+    assert other_limit.returncode == 2 and "keeps that limit" in other_limit.stderr
+    assert len(other_limit.stderr.strip().splitlines()) == 1
+    assert final_metrics(folder) == before  # untouched
     fresh = run_cli(
         "tune_main.py",
         str(other),
@@ -265,6 +270,15 @@ def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
     assert [t.name for t in trial_dirs(folder)] == ["seed=5"]
     moved = [p for p in folder.parent.iterdir() if p.name.startswith("tiny.old-")]
     assert len(moved) == 1 and [t.name for t in trial_dirs(moved[0])] == ["seed=0"]
+
+
+def test_the_limit_a_sweep_started_with_is_read_from_its_command():
+    from grok.sweep import started_limit
+
+    assert started_limit({"command": "python tune_main.py x.yaml --max-concurrent 2"}) == 2
+    assert started_limit({"command": "python tune_main.py --max-concurrent=1 x.yaml"}) == 1
+    assert started_limit({"command": "python tune_main.py x.yaml --fresh"}) is None
+    assert started_limit({}) is None
 
 
 def test_a_run_stored_by_one_experiment_is_replayed_by_another(tmp_path, ray_address):
