@@ -35,19 +35,33 @@ def group_of(res: Results, label: str) -> Results | None:
 
 
 def delay_text(res: Results) -> str:
-    """How many decades of steps test accuracy's 99% crossing comes after train accuracy's."""
+    """How many decades of steps test accuracy's 99% crossing comes after train accuracy's; for
+    a seed whose test accuracy has not crossed yet, at least the decades to its last step."""
     cross = grok_steps.crossings(res)
-    got = cross[
-        (cross["threshold"] == 99) & cross["test_step"].notna() & cross["train_step"].notna()
-    ]
-    if got.empty:
-        return "No seed reached 99% test accuracy: no delay to measure."
-    decades = np.log10(got["test_step"].astype(float) / got["train_step"].astype(float))
-    each = ", ".join(f"{d:.2f}" for d in decades)
-    return (
-        f"Delay from train 99% to test 99%: {decades.mean():.2f} decades of steps on average "
-        f"({each}; {len(got)} of {len(cross[cross['threshold'] == 99])} seeds reached both)."
-    )
+    cross = cross[cross["threshold"] == 99]
+    trained = cross[cross["train_step"].notna()]
+    got = trained[trained["test_step"].notna()]
+    waiting = trained[trained["test_step"].isna() & trained["last_step"].notna()]
+    texts = []
+    if not got.empty:
+        decades = np.log10(got["test_step"].astype(float) / got["train_step"].astype(float))
+        each = ", ".join(f"{d:.2f}" for d in decades)
+        texts.append(
+            f"Delay from train 99% to test 99%: {decades.mean():.2f} decades of steps on average "
+            f"({each}; {len(got)} of {len(cross)} seeds reached both)."
+        )
+    if not waiting.empty:
+        bounds = [
+            f"`{r.trial}` at least {np.log10(r.last_step / r.train_step):.2f} decades (train 99% "
+            f"at step {r.train_step}, last step {int(r.last_step)})"
+            for r in waiting.itertuples()
+        ]
+        texts.append(
+            "A lower bound where test accuracy had not reached 99% by the run's last step: "
+            + "; ".join(bounds)
+            + "."
+        )
+    return " ".join(texts) or "No seed reached 99% train accuracy: no delay to measure."
 
 
 def lines(res: Results, label: str, out: Path, prefix: str) -> list[str]:

@@ -23,7 +23,8 @@ from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
-ENTRY_KEYS = ("name", "intro", "args", "law", "fig1", "rank")
+ENTRY_KEYS = ("name", "intro", "args", "law", "fig1", "rank", "run")
+TEXT_KEYS = ENTRY_KEYS[:-1]
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Entry:
     law: str = ""  # a grid key to fit grokking time against in log-log (plotting/law.py)
     fig1: str = ""  # a group (e.g. wd=0.1) to draw as the paper's Fig. 1, beside the whole grid
     rank: str = ""  # a grid key (e.g. task.op) whose values are ranked by how fast they grok
+    # False: presented, but run only when named (a run far longer than the rest of the study)
+    run: bool = True
 
     @property
     def file(self) -> str:
@@ -69,14 +72,15 @@ class Study:
         return self.entry(name).intro
 
     def only(self, names: list[str]) -> list[Entry]:
-        """The entries named (all when none are), in the study's order."""
+        """The entries named, in the study's order; when none are, all those the study runs
+        (`run: false` ones only by name)."""
         known = [e.name for e in self.entries]
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(
                 f"{unknown[0]} is not an experiment of the study; it has {', '.join(known)}"
             )
-        return [e for e in self.entries if not names or e.name in names]
+        return [e for e in self.entries if e.name in names or (not names and e.run)]
 
 
 def _part(raw: Any, where: str) -> Part:
@@ -89,8 +93,10 @@ def _part(raw: Any, where: str) -> Part:
         if not isinstance(item, dict):
             raise ConfigError(f"{where}.experiments[{i}]: a name or {{name, intro, args}}")
         check_keys(item, ENTRY_KEYS, f"{where}.experiments[{i}]")
-        if not all(isinstance(item.get(k, ""), str) for k in ENTRY_KEYS) or not item.get("name"):
-            raise ConfigError(f"{where}.experiments[{i}]: {', '.join(ENTRY_KEYS)} are strings")
+        if not all(isinstance(item.get(k, ""), str) for k in TEXT_KEYS) or not item.get("name"):
+            raise ConfigError(f"{where}.experiments[{i}]: {', '.join(TEXT_KEYS)} are strings")
+        if not isinstance(item.get("run", True), bool):
+            raise ConfigError(f"{where}.experiments[{i}]: run is true or false")
         entries.append(Entry(**item))
     data = None
     if "data" in raw:

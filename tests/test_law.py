@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import yaml
 from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import write_experiment, write_trial
@@ -56,6 +57,8 @@ def test_study_entry_draws_the_law_and_a_group_fig1_with_its_delay(tmp_path):
     assert "| 100% | 12 | 11 | 1 | -1.00 |" in text
     # wd=0.25: train 99% at 200, test 99% at 8000 and 8160: 1.60 and 1.61 decades
     assert "1.61 decades of steps on average (1.60, 1.61; 2 of 3 seeds reached both)" in text
+    # seed 2 never does: train 99% at 200, its last step 9000, log10(45) = 1.65
+    assert "`wd=0.25,seed=2` at least 1.65 decades (train 99% at step 200, last step 9000)" in text
 
 
 def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
@@ -74,9 +77,15 @@ def test_a_run_short_of_every_test_equation_says_how_close(tmp_path):
 def test_study_estimate_counts_trials_and_bounds_the_time():
     from plotting.study import estimate, load_study
 
-    lines = estimate(load_study(ROOT / "report" / "study.yaml").entries)
+    study = load_study(ROOT / "report" / "study.yaml")
+    lines = estimate(study.only([]))
     assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
     assert lines[-1].startswith("19 experiments, 192 trials") and "hours at" in lines[-1]
+    # fig1_paper (3 seeds x 1e6 steps) is presented but run only when named
+    assert not any("fig1_paper" in line for line in lines)
+    assert (
+        estimate(study.only(["fig1_paper"]))[0] == "  fig1_paper: 3 trials, at most 3,000,000 steps"
+    )
 
 
 def test_study_queue_keeps_the_named_experiments_in_study_order():
@@ -91,3 +100,14 @@ def test_study_queue_keeps_the_named_experiments_in_study_order():
     assert main(["report/study.yaml", "--estimate", "addsub"]) == 0
     proc = run_cli("-m", "plotting.study", "report/study.yaml", "addsub", "nosuch")
     assert_one_line_error(proc, "nosuch is not an experiment of the study", "ablation_wd")
+
+
+def test_a_study_entry_run_flag_is_true_or_false(tmp_path):
+    from grok.schema import ConfigError
+    from plotting.study import load_study
+
+    study = tmp_path / "study.yaml"
+    entry = {"name": "x", "run": "no"}
+    study.write_text(yaml.safe_dump({"parts": [{"title": "p", "experiments": [entry]}]}))
+    with pytest.raises(ConfigError, match="run is true or false"):
+        load_study(study)
