@@ -270,7 +270,7 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
         sources = ", ".join(f"`{trial}` from `{source}`" for trial, source in pairs)
         lines += [
             f"Reused, not trained ({len(reused)}: the same resolved config and training code as "
-            f"a run of another experiment, replayed from the run store): {sources}.",
+            f"a run already in the run store, replayed from it): {sources}.",
             "",
         ]
     metrics_csv = out / f"{res.name}_metrics.csv"
@@ -279,6 +279,8 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
         lines += [f"![{res.name} {kind}]({path.name})", ""]
+        if kind == "fig1":
+            lines += [fig1.delay_text(res), ""]
     lines += entry_lines(res, study.entry(res.name), out, prefix)
     moved = progress.write(res, out, prefix)
     if moved:

@@ -341,6 +341,10 @@ def test_division_over_seeds_gets_the_fig1_figure(tmp_path):
     write_trial(exp, {"seed": 1}, [0, 0.6, *[1.0] * 9], [0.0] * 6 + [1.0] * 5)
     paths = curves.write(load(exp), tmp_path / "out")
     assert set(paths) == {"curves", "fig1"} and all(is_png(p) for p in paths.values())
+    # train 99% at 200 on both; test 99% at 500 and 600: log10(2.5) and log10(3)
+    (tmp_path / "report").mkdir()
+    section = report.experiment_section(load(exp), tmp_path / "report")
+    assert "0.44 decades of steps on average (0.40, 0.48; 2 of 2 seeds reached both)" in section
 
 
 def test_addsub_table_has_mean_and_sd_over_seeds(tmp_path):
