@@ -77,6 +77,8 @@ def test_an_address_that_does_not_answer_is_one_line_and_nothing_written(
     proc = run_cli("tune_main.py", str(path), "--storage", str(storage), "--address", dead)
     assert time.monotonic() - start < 30
     assert_one_line_error(proc, dead, "nothing answers")
+    # In this process, a shorter wait for the port (the CLI above waited the full default).
+    monkeypatch.setattr(cluster.check_reachable, "__defaults__", (1.0,))
     monkeypatch.setenv("RAY_ADDRESS", dead)  # what `ray job submit` sets for the driver
     assert tune_main.main([str(path), "--storage", str(storage)]) == 2
     assert dead in capsys.readouterr().err
