@@ -23,8 +23,8 @@ from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
-ENTRY_KEYS = ("name", "intro", "args", "law", "fig1", "rank", "run")
-TEXT_KEYS = ENTRY_KEYS[:-1]
+TEXT_KEYS = ("name", "intro", "args", "law", "fig1", "rank")  # an entry's string settings
+ENTRY_KEYS = (*TEXT_KEYS, "run")
 
 
 @dataclass
