@@ -27,7 +27,7 @@ from grok.results import best_checkpoint
 from grok.reuse import REUSED_FROM
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
-from grok.train import DATA_KEYS, check_data
+from grok.data import DATA_KEYS, check_data
 from plotting import search as psearch
 from plotting.results import load
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.progress_cost import measure_cost
 from benchmarks.reference import REFERENCE_EVAL_EVERY, ReferenceLoop
 from benchmarks.tune_cost import Row, tune_rows
 from grok.cli import Parser
 from grok.config import Config, apply_overrides
-from grok.progress import measure_cost
 from grok.train import EvalEvent, Trainer, next_eval_step
 
 PROJECTED_STEPS = 100_000  # the default budget, train.steps

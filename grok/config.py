@@ -31,7 +31,7 @@ from grok.schema import (
 SEED_MAX = 2**32 - 1  # the largest seed every generator in use (torch, numpy) takes
 P_MAX = 2003  # the largest modulus: 4 million equations
 # Operations whose table is a cyclic group's (a op b = x +- y in natural coordinates): where the
-# progress measures of grok/progress.py apply.
+# progress measures of grok/fourier.py apply.
 GROUP_OPS = ("+", "-", "*", "/")
 
 
@@ -109,8 +109,8 @@ class EvalConfig:
     # refine_every * step steps (at least 1); when an evaluation finds that an accuracy first
     # reached a threshold, those snapshots locate the step, so crossings are timed to about
     # refine_every of the step while full evaluations stay rare. refine_every 0: no snapshots.
-    # Each evaluation costs about four and a half training steps (docs/speed.md): the defaults
-    # keep evaluation under 5% of a short run, the snapshots keep the crossings' timing.
+    # What an evaluation costs in training steps is measured in docs/speed.md: the defaults
+    # keep evaluation a small share of a short run, the snapshots keep the crossings' timing.
     min_every: int = field(default=50, metadata=bounds(1))
     max_every: int = field(default=1000, metadata=bounds(1))
     rel_every: float = field(default=0.25, metadata=bounds(0))
@@ -131,7 +131,7 @@ class StopConfig:
 @dataclass
 class AnalysisConfig:
     # Progress measures of the Fourier algorithm (Nanda et al. 2023) at each full evaluation, for
-    # modular tasks whose table is a cyclic group's (grok/progress.py, docs/progress.md).
+    # modular tasks whose table is a cyclic group's (grok/fourier.py, docs/progress.md).
     progress: bool = False
     top_k: int = field(default=5, metadata=bounds(1))  # key frequencies
 

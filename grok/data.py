@@ -7,15 +7,13 @@ only on the answer tokens (less any masked ones). Splits are tensors, kept whole
 from __future__ import annotations
 
 import csv
-import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from grok.cli import Parser, fail
-from grok.config import ConfigError, TaskConfig, with_values
-from grok.experiment import load_experiment, trial_name
+from grok.config import SETTINGS, Config, ConfigError, TaskConfig, get_dotted
 from grok.operations import operation
 from grok.splits import split_indices
 from grok.tokenizer import Tokenizer, build_tokenizer
@@ -201,31 +199,43 @@ def write_splits(task: TaskConfig, splits: dict[str, Split], out: Path) -> None:
     (out / "DESCRIPTION.md").write_text(describe(task, splits))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = Parser(description="Write the train/val/test splits of an experiment.")
-    ap.add_argument("experiment", help="experiment YAML file")
-    ap.add_argument("--out", required=True, help="folder for the split CSVs and DESCRIPTION.md")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    try:
-        exp = load_experiment(args.experiment, args.set)
-        # distinct task settings across the grid, named by what varies in them
-        task_keys = [k for k in exp.grid if k.startswith("task.")]
-        tasks = {
-            trial_name(values, default=""): with_values(exp.base, values).task
-            for values in exp.combinations(task_keys)
-        }
-        made = [(label, task, build_splits(task)) for label, task in tasks.items()]
-    except ConfigError as err:
-        return fail(err)
-    for label, task, splits in made:
-        folder = Path(args.out) / label if label else Path(args.out)
-        write_splits(task, splits, folder)
-        label = label or exp.name
-        counts = ", ".join(f"{s} {len(splits[s])}" for s in SPLITS)
-        print(f"{label}: {sum(len(s) for s in splits.values())} examples ({counts}) -> {folder}")
-    return 0
+# ---------------------------------------------------------------- checks before anything runs
 
 
-if __name__ == "__main__":
+def check_length(cfg: Config, longest: int) -> None:
+    """Examples must fit the model's positions: `longest` inputs (a sequence less its last)."""
+    if longest > cfg.model.max_len:
+        raise ConfigError(f"model.max_len: examples need {longest} positions; raise it")
+
+
+def build_data(cfg: Config, tokenizer: Tokenizer | None = None) -> dict[str, Split]:
+    """The splits of a config, checked against the model: examples must fit its positions."""
+    splits = build_splits(cfg.task, tokenizer)
+    check_length(cfg, max(s.x.shape[1] for s in splits.values()))
+    return splits
+
+
+# The settings a dataset's examples depend on (how they are split does not change them): an
+# experiment checks each combination of their values once.
+SPLIT_KEYS = ("task.train_fraction", "task.val_fraction", "task.data_seed")
+DATA_KEYS = tuple(k for k in SETTINGS if k.startswith("task.") and k not in SPLIT_KEYS)
+
+
+def check_data(configs: Iterable[Config]) -> None:
+    """Make each distinct set of examples once, so that a bad data file fails here and not in a
+    trial, and check that every config's model fits them."""
+    longest: dict[str, int] = {}
+    for cfg in configs:
+        key = repr([get_dotted(cfg, k) for k in DATA_KEYS])
+        if key not in longest:
+            examples = build_examples(cfg.task, build_tokenizer(cfg.task))
+            longest[key] = max(len(e.prompt_ids) + len(e.answer_ids) for e in examples) - 1
+        check_length(cfg, longest[key])
+
+
+if __name__ == "__main__":  # `python -m grok.data`: the command line of grok/write_splits.py
+    import sys
+
+    from grok.write_splits import main
+
     sys.exit(main())

@@ -1,6 +1,6 @@
 """A decoder-only transformer in the nanoGPT style: learned positions, pre-LayerNorm blocks.
 
-Three things differ from a textbook GPT, all for the tasks here:
+What differs from a textbook GPT, all for the tasks here:
 - causal attention is combined with a key-padding mask, so a sequence's outputs do not depend on
   how much padding its batch has;
 - `forward(idx, cols)` computes outputs only at the positions in `cols` (the answer positions):
@@ -65,8 +65,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.heads(q), self.heads(k), self.heads(v)  # (B, nh, Tq | T, hs)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        # At these lengths (a handful of tokens) the CPU's fused flash kernel costs more than
-        # the plain product it replaces: 12% of a training step, measured on a 2-core CPU.
+        # At these lengths (a handful of tokens) the CPU's fused flash kernel does not pay over
+        # the plain product (docs/speed.md, "What did not").
         backend = sdpa_kernel(SDPBackend.MATH) if q.device.type == "cpu" else nullcontext()
         with backend:
             y = F.scaled_dot_product_attention(

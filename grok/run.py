@@ -18,7 +18,7 @@ from grok.checkpoint import CheckpointError
 from grok.cli import Parser, add_experiment, fail
 from grok.config import Config, dump_config
 from grok.experiment import Experiment, load_experiment, trial_name
-from grok.progress_bar import ProgressDisplay
+from grok.display import ProgressDisplay
 from grok.schema import ConfigError, shown
 from grok.train import EvalEvent, Trainer
 

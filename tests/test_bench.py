@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-from conftest import assert_one_line_error, run_cli
+import pytest
+from conftest import TINY, assert_one_line_error, run_cli
+
+from benchmarks.progress_cost import measure_cost
+from grok.config import Config, apply_overrides
+from grok.train import next_eval_step
 
 BENCH = ("-m", "benchmarks.bench")
 
@@ -41,3 +46,20 @@ def test_bench_refuses_a_gpu_it_does_not_have_and_bad_counts():
     if not torch.cuda.is_available():
         assert_one_line_error(run_cli(*BENCH, "--device", "cuda"), "--device cuda")
     assert_one_line_error(run_cli(*BENCH, "--sharing", "0"), "--sharing")
+
+
+def test_cost_counts_the_evaluations_of_a_whole_run():
+    small = {k: v for k, v in TINY.items() if k != "train"}
+    overrides = {f"{s}.{k}": v for s, kv in small.items() for k, v in kv.items()}
+    cost = measure_cost({**overrides, "train.steps": 60, "train.checkpoint_every": 20}, 1)
+    cfg = apply_overrides(
+        Config.from_dict(TINY), {"train.steps": 60, "train.checkpoint_every": 20}, "test"
+    )
+    schedule, step = [0], 0
+    while step < 60:
+        step = next_eval_step(cfg, step)
+        schedule.append(step)
+    assert cost["evaluations"] == len(schedule) and cost["steps"] == 60
+    run = 60 * cost["step"] + cost["evaluations"] * cost["evaluation"]
+    assert cost["share_of_run"] == pytest.approx(cost["evaluations"] * cost["measures"] / run)
+    assert min(cost["step"], cost["evaluation"], cost["measures"]) > 0

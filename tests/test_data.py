@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
-from grok import data
+from grok import write_splits
 from grok.config import Config, ConfigError, TaskConfig
 from grok.data import IGNORE, SPLITS, build_splits, modular_equations
 from grok.tokenizer import char_tokenizer
@@ -185,7 +185,7 @@ def test_data_main_reports_one_line_errors(tmp_path, capsys, text, sets, names):
     argv = [str(exp), "--out", str(tmp_path / "out")]
     for item in sets:
         argv += ["--set", item]
-    assert data.main(argv) == 2
+    assert write_splits.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {exp}")
     assert all(name in err for name in names)

@@ -16,7 +16,7 @@ TORCH_FREE = (
     "grok.reuse",
     "grok.cluster",
     "grok.tracking",
-    "grok.progress_bar",
+    "grok.display",
     "plotting.study",
     "plotting.results",
     "plotting.report",

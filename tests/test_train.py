@@ -429,26 +429,3 @@ def test_crossings_between_sparse_evaluations_match_evaluating_every_step(tmp_pa
     crossings = [k for k in dense_run[-1] if k.startswith("grok/") and "_step" in k]
     assert any(dense_run[-1][k] not in (None, 0, 20, 40, 60) for k in crossings)
     assert {k: sparse_run[-1][k] for k in crossings} == {k: dense_run[-1][k] for k in crossings}
-
-
-def test_a_bisection_probe_agrees_with_a_full_evaluation_and_stops_once_below():
-    trainer = Trainer(tiny({"optim.lr": 1e-2, "eval.batch_size": 8}))  # chunks of 8 rows
-    trainer.evaluate()  # the rows wrong now are those a probe evaluates first
-    trainer._wrong_before = trainer._wrong_now
-    for _ in range(12):
-        trainer.train_step()
-        trainer._snapshot()
-    n = len(trainer.splits["test"])
-    full = []
-    for _, weights in trainer._snapshots:
-        with torch.no_grad():
-            for p, w in zip(trainer.params, weights):
-                p.copy_(w)
-        full.append(trainer.evaluate_split("test")[1])
-    assert max(full) < 1.0
-    for i, acc in enumerate(full):
-        assert not trainer._snapshot_reached(i, "test", 1.0)
-        wrong, seen = trainer._snapshot_wrong[(i, "test")]
-        assert wrong >= 1 and seen == 8 < n  # settled by its first chunk of 8 rows
-        for threshold in (max(full), min(full), 1.0):
-            assert trainer._snapshot_reached(i, "test", threshold) == (acc >= threshold - 1e-9)

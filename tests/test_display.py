@@ -11,7 +11,7 @@ import sys
 
 from conftest import ROOT, TINY, run_cli, write_experiment
 
-from grok.progress_bar import ProgressDisplay, bar, clock_text
+from grok.display import ProgressDisplay, bar, clock_text
 
 METRICS = {"train/acc": 0.5, "test/acc": 0.25, "status": "running"}
 LONGER = {**TINY, "train": {**TINY["train"], "steps": 400, "checkpoint_every": 400}}

@@ -9,25 +9,20 @@ frequency k (1 <= k <= n // 2) is the wave of angle w_k x, w_k = 2 pi k / n.
 
 Reported at each full evaluation (see docs/progress.md for the definitions and their cost):
 `progress/fourier_share`, `progress/fourier_gini`, `progress/key_freq_1..top_k`,
-`progress/restricted_loss` and `progress/excluded_loss`.
-
-`python -m grok.progress [--set k=v ...] [--repeats N]` measures what they cost.
+`progress/restricted_loss` and `progress/excluded_loss`. What they cost:
+`python -m benchmarks.bench --progress-cost` (benchmarks/progress_cost.py).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import sys
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from grok.cli import Parser, fail
-from grok.config import Config, ConfigError, apply_overrides, parse_set
+from grok.config import Config
 from grok.data import Split
 
 # The operations whose table is a cyclic group's, and the sign of y in a op b = x + sign * y.
@@ -181,70 +176,3 @@ def progress_metrics(model: nn.Module, splits: dict[str, Split], cfg: Config) ->
     kept = excluded_logits(logits, basis)[table.train]
     metrics["progress/excluded_loss"] = float(F.cross_entropy(kept, target[table.train]))
     return metrics
-
-
-# ---------------------------------------------------------------- cost
-
-
-def measure_cost(overrides: dict | None = None, repeats: int = 5) -> dict[str, float]:
-    """Seconds per training step, per full evaluation without the measures and per computation
-    of the measures, on the defaults (x/y mod 97, 2 layers, d_model 128) with `overrides`, one
-    torch thread as a Tune trial with one CPU has; and the share of a whole run's time (its
-    steps and its evaluation schedule) that the measures add. Medians over `repeats` rounds."""
-    from grok.train import Trainer, next_eval_step
-
-    cfg = apply_overrides(Config(), {"analysis.progress": True, **(overrides or {})}, "cost")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.train.threads or 1)
-    try:
-        trainer = Trainer(cfg, device="cpu")
-        for _ in range(20):  # past the warm-up, into the constant-rate regime
-            trainer.train_step()
-
-        def seconds(fn, n: int) -> float:
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            return (time.perf_counter() - start) / n
-
-        rounds: dict[str, list[float]] = {"step": [], "evaluation": [], "measures": []}
-        for _ in range(repeats):
-            rounds["step"].append(seconds(trainer.train_step, 20))
-            rounds["evaluation"].append(seconds(trainer.evaluate, 1))
-            rounds["measures"].append(
-                seconds(lambda: progress_metrics(trainer.model, trainer.splits, cfg), 1)
-            )
-    finally:
-        torch.set_num_threads(threads)
-    out = {k: statistics.median(v) for k, v in rounds.items()}
-    step, evaluations = 0, 1
-    while step < cfg.train.steps:
-        step = next_eval_step(cfg, step)
-        evaluations += 1
-    run = cfg.train.steps * out["step"] + evaluations * out["evaluation"]
-    out.update(steps=cfg.train.steps, evaluations=evaluations)
-    out["share_of_run"] = evaluations * out["measures"] / run
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = Parser(description="Time the progress measures against a run's steps and evaluations.")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--repeats", type=int, default=5, help="rounds; the median is kept")
-    args = ap.parse_args(argv)
-    try:
-        cost = measure_cost(dict(parse_set(item) for item in args.set), max(1, args.repeats))
-    except ConfigError as err:
-        return fail(err)
-    ms = {k: 1e3 * cost[k] for k in ("step", "evaluation", "measures")}
-    print(
-        f"training step {ms['step']:.2f} ms, full evaluation {ms['evaluation']:.1f} ms, "
-        f"progress measures {ms['measures']:.1f} ms; a run of {cost['steps']} steps has "
-        f"{cost['evaluations']} evaluations: the measures add {100 * cost['share_of_run']:.2f}% "
-        "to its time"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

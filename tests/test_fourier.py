@@ -15,7 +15,7 @@ from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
 from grok.config import GROUP_OPS, Config, ConfigError, TaskConfig, apply_overrides
 from grok.data import build_splits
-from grok.progress import (
+from grok.fourier import (
     SIGNS,
     build_table,
     excluded_logits,
@@ -23,7 +23,6 @@ from grok.progress import (
     gini,
     group_residues,
     key_frequencies,
-    measure_cost,
     primitive_root,
     progress_metrics,
     restricted_logits,
@@ -32,7 +31,7 @@ from grok.progress import (
 )
 from grok.results import read_reports, trial_dirs
 from grok.run import main
-from grok.train import Trainer, next_eval_step
+from grok.train import Trainer
 from plotting import curves
 from plotting.results import Results, load
 
@@ -245,21 +244,6 @@ def test_train_cli_writes_the_measures_to_metrics_csv(tmp_path):
     for r in rows:  # top_k 5 of the 5 frequencies of mod 11: every one, all the energy
         assert {int(r[f"progress/key_freq_{i}"]) for i in range(1, 6)} == {1, 2, 3, 4, 5}
         assert float(r["progress/fourier_share"]) == pytest.approx(1.0)
-
-
-def test_cost_counts_the_evaluations_of_a_whole_run():
-    small = {k: v for k, v in TINY.items() if k != "train"}
-    overrides = {f"{s}.{k}": v for s, kv in small.items() for k, v in kv.items()}
-    cost = measure_cost({**overrides, "train.steps": 60, "train.checkpoint_every": 20}, 1)
-    cfg = tiny({"train.steps": 60, "train.checkpoint_every": 20})
-    schedule, step = [0], 0
-    while step < 60:
-        step = next_eval_step(cfg, step)
-        schedule.append(step)
-    assert cost["evaluations"] == len(schedule) and cost["steps"] == 60
-    run = 60 * cost["step"] + cost["evaluations"] * cost["evaluation"]
-    assert cost["share_of_run"] == pytest.approx(cost["evaluations"] * cost["measures"] / run)
-    assert min(cost["step"], cost["evaluation"], cost["measures"]) > 0
 
 
 # ---------------------------------------------------------------- Tune and the figure
