@@ -21,13 +21,13 @@ import torch
 
 from grok import cluster, storage
 from grok.cli import Parser, add_experiment, fail
+from grok.data import DATA_KEYS, check_data
 from grok.experiment import TRIAL_STEPS_PER_S, Experiment, load_experiment, trial_name
 from grok.metrics import OBJECTIVE
 from grok.results import best_checkpoint
 from grok.reuse import REUSED_FROM
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
-from grok.data import DATA_KEYS, check_data
 from plotting import search as psearch
 from plotting.results import load
 

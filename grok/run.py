@@ -17,8 +17,8 @@ from pathlib import Path
 from grok.checkpoint import CheckpointError
 from grok.cli import Parser, add_experiment, fail
 from grok.config import Config, dump_config
-from grok.experiment import Experiment, load_experiment, trial_name
 from grok.display import ProgressDisplay
+from grok.experiment import Experiment, load_experiment, trial_name
 from grok.schema import ConfigError, shown
 from grok.train import EvalEvent, Trainer
 
