@@ -29,7 +29,7 @@ from grok.reuse import REUSED_FROM
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
 from plotting import search as psearch
-from plotting.results import load
+from plotting.frames import load
 
 
 def parse_args(argv):

@@ -19,17 +19,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from grok.cli import fail
+from grok.cli import Parser
 from plotting.figures import save_png
-from plotting.grok_steps import crossing
-from plotting.results import (
-    NotAnExperiment,
+from plotting.frames import (
     Results,
-    experiment_parser,
     group_rows,
-    load_reported,
-    out_dir,
+    plot_command,
 )
+from plotting.grok_steps import crossing
 
 COLORS = {"train": "tab:red", "test": "tab:green"}  # the paper's Fig. 1 colours
 
@@ -212,22 +209,13 @@ def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) ->
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser(
-        "python -m plotting.curves",
-        "Accuracy and loss curves of an experiment, per varied value.",
-        "results/ablation_wd",
-    )
+def options(ap: Parser) -> None:
     ap.add_argument("--no-param-norm", action="store_true", help="leave out the weight-norm panel")
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-    except NotAnExperiment as err:
-        return fail(err)
-    out = out_dir(res, args.out)
-    for path in write(res, out, param_norm=not args.no_param_norm).values():
-        print(path)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    make = lambda res, out, args: write(res, out, param_norm=not args.no_param_norm)
+    return plot_command(argv, "plotting.curves", __doc__, make, options)
 
 
 if __name__ == "__main__":

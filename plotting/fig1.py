@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from plotting import curves, grok_steps
-from plotting.results import Results, group_label
+from plotting.frames import Results, group_label
 
 
 def group_of(res: Results, label: str) -> Results | None:

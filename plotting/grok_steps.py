@@ -16,17 +16,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from grok.cli import fail
 from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
 from grok.splits import n_test
 from plotting.figures import save_png
-from plotting.results import (
+from plotting.frames import (
     NotAnExperiment,
     Results,
-    experiment_parser,
     group_rows,
-    load_reported,
-    out_dir,
+    plot_command,
     trial_task,
 )
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, missing, short
@@ -331,23 +328,16 @@ def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict
     return summary, paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser(
-        "python -m plotting.grok_steps",
-        "Steps-to-grok per trial and per varied value: plot, CSV, Markdown.",
-        "results/ablation_wd",
-    )
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-    except NotAnExperiment as err:
-        return fail(err)
+def make(res: Results, out: Path, args) -> dict[str, Path]:
     if not res.has("test/acc"):
-        return fail(f"{args.folder}: no trial reports test/acc; steps-to-grok needs a test split")
-    _, paths = write(res, out_dir(res, args.out))
-    for path in paths.values():
-        print(path)
-    return 0
+        raise NotAnExperiment(
+            f"{args.folder}: no trial reports test/acc; steps-to-grok needs a test split"
+        )
+    return write(res, out)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return plot_command(argv, "plotting.grok_steps", __doc__, make)
 
 
 if __name__ == "__main__":

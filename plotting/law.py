@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from grok.cli import fail
+from grok.cli import Parser
 from plotting.figures import save_png
+from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.grok_steps import crossings
-from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import markdown_table, short
 
 BOOTSTRAPS = 2000
@@ -154,24 +154,23 @@ def write(res: Results, key: str, out: Path, prefix: str = "") -> dict[str, Path
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser("python -m plotting.law", __doc__.split("\n")[0], "results/wd_law")
-    ap.add_argument(
-        "--key", required=True, help="the grid key to fit against, e.g. optim.weight_decay"
-    )
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-    except NotAnExperiment as err:
-        return fail(err)
+def make(res: Results, out: Path, args) -> dict[str, Path]:
     if args.key not in res.groups:
-        return fail(
+        raise NotAnExperiment(
             f"--key {args.key}: not a varying key of {args.folder}; "
             f"allowed: {', '.join(res.groups) or 'none'}"
         )
-    paths = write(res, args.key, out_dir(res, args.out))
-    print(paths["md"].read_text())
-    return 0
+    return write(res, args.key, out)
+
+
+def options(ap: Parser) -> None:
+    ap.add_argument(
+        "--key", required=True, help="the grid key to fit against, e.g. optim.weight_decay"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return plot_command(argv, "plotting.law", __doc__, make, options)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from grok.cli import fail
+from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.grok_steps import crossing
-from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
 from plotting.tables import fmt_steps, markdown_table
 
 SHARE = "progress/fourier_share"
@@ -139,18 +138,17 @@ def write(res: Results, out: Path, prefix: str = "") -> dict[str, Path] | None:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser("python -m plotting.progress", __doc__.split("\n")[0], "results/NAME")
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-    except NotAnExperiment as err:
-        return fail(err)
-    paths = write(res, out_dir(res, args.out))
+def make(res: Results, out: Path, args) -> dict[str, Path]:
+    paths = write(res, out)
     if paths is None:
-        return fail(f"{args.folder}: no trial reports progress measures (analysis.progress)")
-    print(paths["md"].read_text())
-    return 0
+        raise NotAnExperiment(
+            f"{args.folder}: no trial reports progress measures (analysis.progress)"
+        )
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    return plot_command(argv, "plotting.progress", __doc__, make)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from grok.results import (
 from grok.reuse import REUSED_FROM
 from grok.storage import fetch, local_view
 from plotting import curves, fig1, grok_steps, law, progress, search, tables
-from plotting.results import NotAnExperiment, Results, load
+from plotting.frames import NotAnExperiment, Results, load
 from plotting.study import Entry, Part, Study, load_study
 from plotting.tables import fmt_mean_sd, fmt_steps, markdown_table, short, status_counts
 

@@ -19,10 +19,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from grok.cli import fail
+from grok.cli import Parser
 from grok.metrics import CENSORED, OBJECTIVE
 from plotting.figures import save_png
-from plotting.results import NotAnExperiment, Results, experiment_parser, load_reported, out_dir
+from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.tables import markdown_table, missing, short
 
 TOP = 5  # points in the tables
@@ -177,24 +177,17 @@ def write(res: Results, out: Path, prefix: str = "", n: int = TOP) -> dict[str, 
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser(
-        "python -m plotting.search",
-        "A search's objective against each searched value, and its best points.",
-        "results/search_fast_grok",
-    )
+def make(res: Results, out: Path, args) -> dict[str, Path]:
+    spec(res)  # refuses an experiment that is not a search
+    return write(res, out, n=args.top)
+
+
+def options(ap: Parser) -> None:
     ap.add_argument("--top", type=int, default=TOP, help=f"points in the table (default {TOP})")
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-        spec(res)
-    except NotAnExperiment as err:
-        return fail(err)
-    paths = write(res, out_dir(res, args.out), n=args.top)
-    print(paths["md"].read_text())
-    for path in paths.values():
-        print(path)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return plot_command(argv, "plotting.search", __doc__, make, options)
 
 
 if __name__ == "__main__":

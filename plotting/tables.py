@@ -14,15 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from grok.cli import fail
 from grok.experiment import short
-from plotting.results import (
-    NotAnExperiment,
+from plotting.frames import (
     Results,
-    experiment_parser,
     group_rows,
-    load_reported,
-    out_dir,
+    plot_command,
 )
 
 FINAL_METRICS = ("train/loss", "test/loss", "train/acc", "test/acc")
@@ -105,21 +101,7 @@ def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = experiment_parser(
-        "python -m plotting.tables",
-        "Final loss and accuracy per varied value, mean and sd over seeds.",
-        "results/addsub",
-    )
-    args = ap.parse_args(argv)
-    try:
-        res = load_reported(args.folder)
-    except NotAnExperiment as err:
-        return fail(err)
-    _, paths = write(res, out_dir(res, args.out))
-    print(paths["md"].read_text())
-    for path in paths.values():
-        print(path)
-    return 0
+    return plot_command(argv, "plotting.tables", __doc__, lambda res, out, args: write(res, out)[1])
 
 
 if __name__ == "__main__":

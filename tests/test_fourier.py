@@ -33,7 +33,7 @@ from grok.results import read_reports, trial_dirs
 from grok.run import main
 from grok.train import Trainer
 from plotting import curves
-from plotting.results import Results, load
+from plotting.frames import Results, load
 
 ON = {"analysis.progress": True, "analysis.top_k": 2}
 

@@ -18,7 +18,7 @@ TORCH_FREE = (
     "grok.tracking",
     "grok.display",
     "plotting.study",
-    "plotting.results",
+    "plotting.frames",
     "plotting.report",
 )
 

@@ -9,8 +9,8 @@ import yaml
 from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import write_experiment, write_trial
 
+from plotting.frames import load
 from plotting.law import law
-from plotting.results import load
 
 WD = "optim.weight_decay"
 

@@ -25,7 +25,7 @@ from grok.experiment import trial_name
 from grok.metrics import THRESHOLDS, crossing_key, grok_key
 from grok.train import Trainer
 from plotting import curves, grok_steps, report, tables
-from plotting.results import load
+from plotting.frames import load
 from plotting.study import load_study
 
 STUDY = ROOT / "report" / "study.yaml"  # the committed study: its parts and experiments

@@ -15,7 +15,7 @@ from grok.results import read_reports, trial_dirs, write_record
 from grok.train import Trainer
 from plotting import report
 from plotting import search as psearch
-from plotting.results import load
+from plotting.frames import load
 
 TEST_99 = crossing_key("test/acc", 0.99)
 SPACE = {

@@ -6,14 +6,16 @@ turns them into one frame per report and one per trial.
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from grok.cli import Parser
+from grok.cli import Parser, fail
 from grok.config import Config, ConfigError, TaskConfig, apply_overrides, flatten
 from grok.experiment import trial_name
 from grok.results import (
@@ -190,12 +192,38 @@ def group_rows(res: Results, table: pd.DataFrame):
         yield group_label(values), values, rows
 
 
-def experiment_parser(prog: str, description: str, example: str) -> Parser:
-    """The command line the plotting tools share: an experiment folder and -o DIR."""
-    ap = Parser(prog=prog, description=description)
-    ap.add_argument("folder", help=f"an experiment's results folder, e.g. {example}")
+# What a plotting command makes of an experiment: (its results, the output folder, its options)
+# -> the files written, by kind; an "md" file is a table, printed as well.
+Make = Callable[[Results, Path, argparse.Namespace], dict[str, Path]]
+
+
+def plot_command(
+    argv: list[str] | None,
+    module: str,
+    doc: str,
+    make: Make,
+    options: Callable[[Parser], None] | None = None,
+) -> int:
+    """The main of every plotting command (`python -m MODULE`, described by the first line of
+    its `doc`): FOLDER [-o DIR] and the command's own `options`; the folder's reports loaded,
+    `make` run into DIR (default FOLDER/plots), its table and files printed. A folder it cannot
+    draw (NotAnExperiment, from the loading or from `make`) is one line on stderr, exit 2."""
+    ap = Parser(prog=f"python -m {module}", description=doc.strip().split("\n")[0])
+    ap.add_argument("folder", help="an experiment's results folder, e.g. results/NAME")
     ap.add_argument("-o", "--out", help="output folder (default: FOLDER/plots)")
-    return ap
+    if options:
+        options(ap)
+    args = ap.parse_args(argv)
+    try:
+        res = load_reported(args.folder)
+        paths = make(res, Path(args.out) if args.out else res.folder / "plots", args)
+    except NotAnExperiment as err:
+        return fail(err)
+    if "md" in paths:
+        print(paths["md"].read_text())
+    for path in paths.values():
+        print(path)
+    return 0
 
 
 def load_reported(folder: str | Path) -> Results:
@@ -204,7 +232,3 @@ def load_reported(folder: str | Path) -> Results:
     if res.frame.empty:
         raise NotAnExperiment(f"{folder}: no trial has reported yet")
     return res
-
-
-def out_dir(res: Results, out: str | None) -> Path:
-    return Path(out) if out else res.folder / "plots"
