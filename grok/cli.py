@@ -1,8 +1,9 @@
-"""What the command-line tools share: one-line errors with exit status 2."""
+"""What the command-line tools share: one-line errors with exit status 2, plain tables."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -32,3 +33,15 @@ def fail(message: object) -> int:
     text = str(message).replace("\r", "\\r").replace("\n", "\\n")
     print(f"error: {text}", file=sys.stderr)
     return 2
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_table(header, rows) -> None:
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

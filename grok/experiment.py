@@ -95,6 +95,14 @@ class Experiment:
         for values in itertools.product(*(self.grid[k] for k in keys)):
             yield dict(zip(keys, values))
 
+    def point(self, index: int) -> dict[str, Any]:
+        """The grid point at `index` of the order of `points`, computed, not enumerated."""
+        values = {}
+        for key in reversed(list(self.grid)):
+            index, i = divmod(index, len(self.grid[key]))
+            values[key] = self.grid[key][i]
+        return dict(reversed(list(values.items())))
+
     def config(self, point: dict[str, Any]) -> Config:
         """The full config of one grid point."""
         return apply_overrides(self.base, point, self.source)

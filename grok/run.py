@@ -37,7 +37,7 @@ def pick_trial(exp: Experiment, which: str | None) -> tuple[str, Config]:
             )
         return trial_name(first), exp.config(first)
     if which.isdigit() and int(which) < n:
-        point = next(itertools.islice(exp.points(), int(which), None))
+        point = exp.point(int(which))
         return trial_name(point), exp.config(point)
     for point in exp.points():
         if trial_name(point) == which:
