@@ -24,7 +24,7 @@ from grok.data import build_splits
 from grok.experiment import trial_name
 from grok.metrics import THRESHOLDS, crossing_key, grok_key
 from grok.train import Trainer
-from plotting import curves, grok_steps, report, tables
+from plotting import curves, grok_steps, report, sections, tables
 from plotting.frames import load
 from plotting.study import load_study
 
@@ -401,7 +401,7 @@ def test_spikes_count_runs_that_fall_back_after_memorizing(tmp_path):
     write_trial(exp, {"seed": 0}, [0, 0.99, 1, 0.5, *[1.0] * 7], late)  # spike at step 300
     write_trial(exp, {"seed": 1}, [0, 0.5, 0.85, 0.89, *[1.0] * 7], late)  # slow, no spike
     write_trial(exp, {"seed": 2}, [0, 1, 1, 0.95, *[1.0] * 7], late)  # a dip above 90%
-    assert report.spikes_text(load(exp)) == (
+    assert sections.spikes_text(load(exp)) == (
         "Spikes: 1 of 3 runs fell back below 90% train accuracy at an evaluation after first "
         "reaching 99%: `seed=0` (0.50 at step 300)."
     )
