@@ -18,6 +18,7 @@ from grok.cli import Parser, fail
 from grok.config import ConfigError
 from grok.inference import complete, evaluate_splits, outside_training
 from grok.results import SelectionError, find_checkpoint
+from grok.schema import shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for prompt, answer in zip(args.prompt, completions):
         why = outside_training(cfg, prompt)
         if why:
-            print(f"note: {prompt!r} is outside the training distribution ({why})", file=sys.stderr)
+            note = f"note: {shown(prompt, 80)} is outside the training distribution ({why})"
+            print(note, file=sys.stderr)
         print(prompt + answer)
     if args.eval:
         for split, acc in evaluate_splits(model, cfg).items():

@@ -100,10 +100,14 @@ def publish(
     into place, so that `final` is always whole: the old checkpoint or the new one."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=final.parent))
-    write(tmp)
-    files = {name: _sha256(tmp / name) for name in names}
-    manifest = {"step": step, **(extra or {}), "files": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    try:
+        write(tmp)
+        files = {name: _sha256(tmp / name) for name in names}
+        manifest = {"step": step, **(extra or {}), "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    except BaseException:  # a full disk, an interrupt: no half-written folder left beside it
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

@@ -11,6 +11,7 @@ import re
 import string
 
 from grok.config import TaskConfig
+from grok.schema import shown
 from grok.operations import operation
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
@@ -46,14 +47,14 @@ class Tokenizer:
             if not match.group().isspace():
                 out.append(match.group())
         if pos != len(text):
-            raise ValueError(f"cannot tokenize {text!r} at position {pos}: {text[pos : pos + 8]!r}")
+            raise ValueError(f"cannot tokenize {shown(text, 80)} at position {pos}: {text[pos : pos + 8]!r}")
         return out
 
     def encode(self, text: str) -> list[int]:
         ids = []
         for tok in self.tokens(text):
             if tok not in self.index:
-                raise ValueError(f"{tok!r} is not in the vocabulary (in {text!r})")
+                raise ValueError(f"{shown(tok, 20)} is not in the vocabulary (in {shown(text, 80)})")
             ids.append(self.index[tok])
         return ids
 

@@ -122,3 +122,15 @@ def rewrite_manifest(checkpoint: Path) -> None:
     for name in manifest["files"]:
         manifest["files"][name] = hashlib.sha256((checkpoint / name).read_bytes()).hexdigest()
     path.write_text(json.dumps(manifest))
+
+
+# The quick tier (`python -m pytest -m "not slow"`): a test is slow when it starts Ray, an S3
+# server or a cluster (through these fixtures), or is marked `@pytest.mark.slow` itself (a real
+# sweep run as a command, a long training run, the report rebuilt from its archive).
+SLOW_FIXTURES = {"ray_address", "s3", "multinode", "spread_sweep"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -244,3 +244,15 @@ def test_infer_flags_a_division_by_zero_and_refuses_an_unknown_token(tmp_path, d
         infer.main([str(folder), "--prompt", "5/3=", "--temperature", "nan"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.startswith("error: --temperature must be a number >= 0")
+
+
+def test_a_refused_prompt_of_100_kb_is_quoted_in_at_most_80_characters(tmp_path, division, capsys):
+    model, cfg = division
+    trainer = Trainer(cfg)
+    trainer.model.load_state_dict(model.state_dict())
+    folder = trainer.save_checkpoint(tmp_path / "checkpoint")
+    for prompt in ("1/x=" * 25_000, "1/2=" + "?" * 100_000):  # an unknown token; cannot tokenize
+        line = run_infer_main(capsys, str(folder), "--prompt", prompt)
+        assert len(line) < 300 and "..." in line, line
+        quoted = line[line.index("'1/") : line.index("...") + 3]
+        assert len(quoted) <= 80 and prompt.startswith(quoted[1:-3])
