@@ -11,8 +11,8 @@ import re
 import string
 
 from grok.config import TaskConfig
-from grok.schema import shown
 from grok.operations import operation
+from grok.schema import shown
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 OPS = ("+", "-", "/")
@@ -47,14 +47,16 @@ class Tokenizer:
             if not match.group().isspace():
                 out.append(match.group())
         if pos != len(text):
-            raise ValueError(f"cannot tokenize {shown(text, 80)} at position {pos}: {text[pos : pos + 8]!r}")
+            at = f"at position {pos}: {text[pos : pos + 8]!r}"
+            raise ValueError(f"cannot tokenize {shown(text, 80)} {at}")
         return out
 
     def encode(self, text: str) -> list[int]:
         ids = []
         for tok in self.tokens(text):
             if tok not in self.index:
-                raise ValueError(f"{shown(tok, 20)} is not in the vocabulary (in {shown(text, 80)})")
+                where = shown(text, 80)
+                raise ValueError(f"{shown(tok, 20)} is not in the vocabulary (in {where})")
             ids.append(self.index[tok])
         return ids
 
