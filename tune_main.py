@@ -11,8 +11,10 @@ results go to --storage, a folder or an object-store URI (grok/storage.py). See 
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
+import signal
 import sys
 
 import torch
@@ -76,6 +78,12 @@ def parse_args(argv):
     return args
 
 
+def resume_command(words: list[str]) -> str:
+    """The command that continues this sweep: the same arguments, --fresh left out, --resume."""
+    kept = [w for w in words if w not in ("--fresh", "--resume")]
+    return shlex.join(["python", "tune_main.py", *kept, "--resume"])
+
+
 def local_size() -> tuple[float, float]:
     """The CPUs and GPUs a local Ray cluster would have: this machine's."""
     return float(os.cpu_count() or 1), float(torch.cuda.device_count())
@@ -135,17 +143,28 @@ def main(argv: list[str] | None = None) -> int:
         print(sweep.move_aside(root, exp.name))
     print(joined.describe(dashboard_sign_in()))
     print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
-    command = shlex.join(["python", "tune_main.py", *(argv or sys.argv[1:])])
+    words = argv if argv is not None else sys.argv[1:]
+    command = shlex.join(["python", "tune_main.py", *words])
+    again = f"continue with: {resume_command(words)}"
     try:
-        results = sweep.run(
-            exp, root, args.resume, command, args.max_concurrent, tracking=tracking, reuse=reuse
-        )
+        with sweep.Signals() as signals:
+            results = sweep.run(
+                exp, root, args.resume, command, args.max_concurrent, tracking=tracking, reuse=reuse
+            )
     except KeyboardInterrupt:
+        print(f"interrupted; {again}", file=sys.stderr)
+        return 128 + (signals.received or signal.SIGINT)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
         print(
-            f"interrupted; continue with: python tune_main.py {args.experiment} --resume",
+            f"error: {folder}: out of space ({err.strerror}); free some, then {again}",
             file=sys.stderr,
         )
-        return 130
+        return 1
+    if signals.received:
+        print(f"interrupted by {signal.Signals(signals.received).name}; {again}", file=sys.stderr)
+        return 128 + signals.received
     view = storage.local_view(folder)
     summary.summarize(results, exp.score_metric, folder, view)
     if exp.search:

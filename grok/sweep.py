@@ -13,7 +13,9 @@ and prints around these functions.
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import time
 from pathlib import Path
 
@@ -134,3 +136,30 @@ def run(
         write_record(exp, folder, command)
         tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
     return tuner.fit()
+
+
+class Signals:
+    """Ctrl-C (SIGINT) and SIGTERM end a sweep as Tune ends it on SIGUSR1: the trials stop, the
+    experiment's state is saved one last time, and `fit` returns; `received` then names the
+    signal. A second signal, or one that comes before Tune listens, stops at once
+    (KeyboardInterrupt). Tune's own SIGINT handler is turned off while this is in force, so
+    that the signal is known and the sweep's own --resume line can be the last word."""
+
+    def __enter__(self) -> Signals:
+        self.received: int | None = None
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        self.before = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, number: int, frame) -> None:
+        first = self.received is None
+        self.received = number
+        if first and signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.raise_signal(signal.SIGUSR1)  # Tune's handler: stop and save
+        else:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.before.items():
+            signal.signal(number, handler)
+        os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)

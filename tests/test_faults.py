@@ -1,0 +1,85 @@
+"""Faults met with one line: a sweep stopped by Ctrl-C or SIGTERM, and results on a full disk.
+
+Each ends with a line that names what happened and the command that continues the sweep, an
+exit status that says it (128 + the signal; 1 for a full disk), no traceback, and a sweep that
+`--resume` then takes to its end.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, run_cli, write_experiment
+
+from grok.results import read_reports, trial_dirs
+
+pytestmark = pytest.mark.slow
+
+LONG = {**TINY, "train": {**TINY["train"], "steps": 3000, "checkpoint_every": 100}}
+
+
+def start_sweep(path: Path, storage: Path, address: str) -> tuple[subprocess.Popen, list[str]]:
+    """A sweep as a user starts it, its output (stdout and stderr, in order) to a pipe."""
+    words = [str(path), "--storage", str(storage), "--address", address]
+    proc = subprocess.Popen(
+        [sys.executable, "tune_main.py", *words],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, words
+
+
+def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, trials: int) -> None:
+    """Until every trial has reported a checkpoint (a condition, not a time)."""
+    deadline = time.monotonic() + 300
+    while True:
+        done = (
+            [
+                t
+                for t in trial_dirs(folder)
+                if any(r.get("checkpoint_dir_name") for r in read_reports(t))
+            ]
+            if folder.is_dir()
+            else []
+        )
+        if len(done) == trials:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(
+                f"the sweep ended or stalled before its trials checkpointed:\n{proc.stdout.read()}"
+            )
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_last(
+    tmp_path, ray_address, number
+):
+    path = write_experiment(tmp_path / "stopped.yaml", "stopped", LONG, {"seed": [0, 1]})
+    storage = tmp_path / "results"
+    proc, words = start_sweep(path, storage, ray_address)
+    wait_for_checkpoints(proc, storage / "stopped", 2)
+    proc.send_signal(number)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + number, output[-3000:]
+    assert "Traceback" not in output
+    resume = shlex.join(["python", "tune_main.py", *words, "--resume"])
+    name = signal.Signals(number).name
+    assert output.strip().splitlines()[-1] == f"interrupted by {name}; continue with: {resume}"
+    statuses = {t.name: read_reports(t)[-1]["status"] for t in trial_dirs(storage / "stopped")}
+    assert "running" in statuses.values(), statuses  # stopped mid-way, not at the end
+    if number == signal.SIGTERM:  # the printed command continues it to the end
+        again = run_cli(*shlex.split(resume)[1:], timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        ended = {t.name: read_reports(t)[-1] for t in trial_dirs(storage / "stopped")}
+        assert {r["status"] for r in ended.values()} == {"finished"}
+        assert {r["step"] for r in ended.values()} == {3000}
