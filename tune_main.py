@@ -11,7 +11,6 @@ results go to --storage, a folder or an object-store URI (grok/storage.py). See 
 
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 import signal
@@ -20,7 +19,7 @@ import sys
 import torch
 
 from grok import cluster, plan, storage
-from grok.cli import Parser, add_experiment, fail
+from grok.cli import Parser, add_experiment, fail, out_of_space, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
 from grok.schema import ConfigError
@@ -76,12 +75,6 @@ def parse_args(argv):
     if args.max_concurrent is not None and args.max_concurrent < 1:
         ap.error("--max-concurrent must be at least 1")
     return args
-
-
-def resume_command(words: list[str]) -> str:
-    """The command that continues this sweep: the same arguments, --fresh left out, --resume."""
-    kept = [w for w in words if w not in ("--fresh", "--resume")]
-    return shlex.join(["python", "tune_main.py", *kept, "--resume"])
 
 
 def local_size() -> tuple[float, float]:
@@ -145,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
     words = argv if argv is not None else sys.argv[1:]
     command = shlex.join(["python", "tune_main.py", *words])
-    again = f"continue with: {resume_command(words)}"
+    again = f"continue with: {resume_command(['python', 'tune_main.py'], words)}"
     try:
         with sweep.Signals() as signals:
             results = sweep.run(
@@ -155,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; {again}", file=sys.stderr)
         return 128 + (signals.received or signal.SIGINT)
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not out_of_space(err):
             raise
         print(
             f"error: {folder}: out of space ({err.strerror}); free some, then {again}",

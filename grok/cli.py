@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import shlex
 import sys
 
 
@@ -45,3 +47,15 @@ def print_table(header, rows) -> None:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def resume_command(command: list[str], words: list[str], *extra: str) -> str:
+    """The command line that continues a run or sweep: `command` (e.g. python tune_main.py) and
+    its arguments `words` as given, less --fresh, plus `extra` and --resume."""
+    kept = [w for w in words if w not in ("--fresh", "--resume")]
+    return shlex.join([*command, *kept, *extra, "--resume"])
+
+
+def out_of_space(err: OSError) -> bool:
+    """Whether a write failed because the disk (or the user's quota) is full."""
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from grok.checkpoint import CheckpointError
-from grok.cli import Parser, add_experiment, fail
+from grok.cli import Parser, add_experiment, fail, out_of_space, resume_command
 from grok.config import Config, dump_config
 from grok.display import ProgressDisplay
 from grok.experiment import Experiment, load_experiment, trial_name
@@ -53,14 +53,20 @@ class RunWriter:
     """The callback of a run without Ray: metrics.csv, the latest checkpoint under out/, and
     the progress shown."""
 
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resumed_at: int | None = None):
         self.out = out
         self.csv_path = out / "metrics.csv"
         self.fields: list[str] | None = None
         self.progress = ProgressDisplay()  # a bar on a terminal, plain lines in a log
-        if resume and self.csv_path.exists():
-            with open(self.csv_path) as f:
-                self.fields = next(csv.reader(f), None)
+        if resumed_at is not None and self.csv_path.exists():
+            # Rows after the checkpoint (an interrupt or a full disk came before the next one)
+            # are made again by the resumed run: one row per evaluation.
+            with open(self.csv_path, newline="") as f:
+                rows = list(csv.reader(f))
+            self.fields = rows[0] if rows else None
+            kept = [r for r in rows[1:] if r and int(float(r[0])) <= resumed_at]
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerows(rows[:1] + kept)
 
     def __call__(self, event: EvalEvent) -> None:
         m = event.metrics
@@ -112,7 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(trainer.splits['train'])} training examples, batch {trainer.batch_size}, "
         f"device {trainer.device}; writing to {out}"
     )
-    final = trainer.fit(RunWriter(out, args.resume))
+    words = argv if argv is not None else sys.argv[1:]
+    extra = () if args.out else ("--out", str(out))
+    again = "continue with: " + resume_command(["python", "-m", "grok.train"], words, *extra)
+    try:
+        final = trainer.fit(RunWriter(out, trainer.step if args.resume else None))
+    except KeyboardInterrupt:
+        print(f"interrupted at step {trainer.step}; {again}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        if not out_of_space(err):
+            raise
+        print(
+            f"error: {out}: out of space ({err.strerror}); free some, then {again}", file=sys.stderr
+        )
+        return 1
     print(
         f"done: {final.get('status', trainer.status)} at step {trainer.step}; "
         f"test acc 99% at step {final.get('grok/test_acc_99_step')}; "

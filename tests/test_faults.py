@@ -7,6 +7,9 @@ exit status that says it (128 + the signal; 1 for a full disk), no traceback, an
 
 from __future__ import annotations
 
+import csv
+import errno
+import os
 import shlex
 import signal
 import subprocess
@@ -15,11 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, TINY, run_cli, write_experiment
 
+from grok import run
+from grok.checkpoint import read_checkpoint
 from grok.results import read_reports, trial_dirs
-
-pytestmark = pytest.mark.slow
 
 LONG = {**TINY, "train": {**TINY["train"], "steps": 3000, "checkpoint_every": 100}}
 
@@ -60,6 +64,7 @@ def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, trials: int) -> N
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_last(
     tmp_path, ray_address, number
@@ -83,3 +88,40 @@ def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_las
         ended = {t.name: read_reports(t)[-1] for t in trial_dirs(storage / "stopped")}
         assert {r["status"] for r in ended.values()} == {"finished"}
         assert {r["step"] for r in ended.values()} == {3000}
+
+
+def metrics_rows(out: Path) -> list[dict]:
+    """metrics.csv of a run without Ray, less its timing column."""
+    with open(out / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "steps_per_s"} for row in csv.DictReader(f)]
+
+
+def test_a_run_without_ray_on_a_full_disk_stops_in_one_line_and_resumes_once_freed(
+    tmp_path, monkeypatch, capsys
+):
+    config = {**TINY, "train": {**TINY["train"], "steps": 100}}  # checkpoints every 20 steps
+    path = write_experiment(tmp_path / "full.yaml", "full", config)
+    assert run.main([str(path), "--out", str(tmp_path / "whole")]) == 0
+    saves, save = [], torch.save
+
+    def fills_up(obj, f, *args, **kwargs):  # the disk is full from the third checkpoint on
+        saves.append(f)
+        if len(saves) > 4:  # two files a checkpoint
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    out = tmp_path / "disk"
+    capsys.readouterr()
+    assert run.main([str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    again = shlex.join(["python", "-m", "grok.train", str(path), "--out", str(out), "--resume"])
+    full = f"error: {out}: out of space (No space left on device); free some, then continue"
+    assert err == f"{full} with: {again}\n"
+    assert read_checkpoint(out / "checkpoint")[2]["step"] == 40  # what was written is whole
+    assert not list(out.glob(".ckpt-*"))  # and nothing half-written lies beside it
+    assert [int(r["step"]) for r in metrics_rows(out)][-1] == 60
+    monkeypatch.setattr(torch, "save", save)  # space freed
+    assert run.main(shlex.split(again)[3:]) == 0
+    assert metrics_rows(out) == metrics_rows(tmp_path / "whole")  # one row per evaluation
