@@ -100,6 +100,12 @@ def answer_positions(cols: torch.Tensor) -> slice | torch.Tensor:
     return cols
 
 
+def param_norm(params: list[torch.Tensor]) -> float:
+    """The L2 norm of all the parameters together."""
+    with torch.no_grad():
+        return float(torch.sqrt(sum(p.pow(2).sum() for p in params)))
+
+
 def _to(value, device: torch.device):
     """Tensors (also inside lists) moved to `device`; other values as they are."""
     if isinstance(value, torch.Tensor):
@@ -207,30 +213,25 @@ class Trainer:
         out.update({f"{name}/loss": loss for name, (loss, _) in results.items()})
         return out
 
-    def first_reached(self, metric: str, threshold: float) -> int:
-        """The step since the last evaluation at which `metric` first reached `threshold`."""
-        return self.snapshots.first_reached(metric, threshold, self.step)
-
-    def param_norm(self) -> float:
-        with torch.no_grad():
-            return float(torch.sqrt(sum(p.pow(2).sum() for p in self.params)))
-
     def _evaluate_and_report(self, callback: Callable[[EvalEvent], None] | None) -> dict:
         metrics = {"step": self.step, **self.evaluate()}
         metrics["lr"] = lr_at(self.cfg, max(0, self.step - 1))
-        metrics["param_norm"] = self.param_norm()
+        metrics["param_norm"] = param_norm(self.params)
         if self.cfg.analysis.progress:
             metrics.update(progress_metrics(self.model, self.splits, self.cfg))
         last_step, last_time = self._clock
         self._clock = (self.step, time.perf_counter())
         elapsed = self._clock[1] - last_time
         metrics["steps_per_s"] = (self.step - last_step) / elapsed if self.step else 0.0
-        metrics.update(self.tracker.update(self.step, metrics, self.first_reached))
+        located = lambda metric, threshold: self.snapshots.first_reached(
+            metric, threshold, self.step
+        )
+        metrics.update(self.tracker.update(self.step, metrics, located))
         metrics.update(
             grok_objective(metrics[crossing_key("test/acc", 0.99)], self.cfg.train.steps)
         )
         if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
-            self.grok_step = self.first_reached("test/acc", self.cfg.stop.threshold)
+            self.grok_step = located("test/acc", self.cfg.stop.threshold)
         self.snapshots.next_interval()
         self.status = metrics["status"] = stop_status(self.cfg, self.step, self.grok_step, metrics)
         if self.status == "diverged":
