@@ -1,5 +1,7 @@
 """Complete a prompt, or measure greedy accuracy, with a trained model.
 
+`grok-infer` once installed, `python infer.py` in a clone:
+
 python infer.py CHECKPOINT_DIR --prompt "12/5="
 python infer.py runs/sanity_memorize --prompt ""          # a run folder: its checkpoint
 python infer.py results/quickstart --prompt "12/5="       # a sweep: its best trial

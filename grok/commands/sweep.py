@@ -1,12 +1,13 @@
-"""Run an experiment file as a Ray Tune sweep: every grid point a trial, or a search of a
-sampled space (each point once per grid point).
+"""The sweep command line: run an experiment file as a Ray Tune sweep, every grid point a
+trial, or a search of a sampled space (each point once per grid point).
 
-python tune_main.py experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
+grok-sweep experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
     [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
     [--wandb PROJECT] [--mlflow URI] [--reuse STORE]
 
 The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
 results go to --storage, a folder or an object-store URI (grok/storage.py). See docs/cluster.md.
+In a clone, `python tune_main.py ...` is the same command.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from grok.experiment import load_experiment
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
 from plotting import summary
+
+# How the sweep was started: its record and the command that continues it say the same.
+SCRIPT = ("python", "tune_main.py")
 
 
 def parse_args(argv):
@@ -78,10 +82,10 @@ def parse_args(argv):
     return args
 
 
-def resume_command(words: list[str]) -> str:
+def resume_command(words: list[str], invoked: tuple[str, ...] = SCRIPT) -> str:
     """The command that continues this sweep: the same arguments, --fresh left out, --resume."""
     kept = [w for w in words if w not in ("--fresh", "--resume")]
-    return shlex.join(["python", "tune_main.py", *kept, "--resume"])
+    return shlex.join([*invoked, *kept, "--resume"])
 
 
 def local_size() -> tuple[float, float]:
@@ -89,7 +93,8 @@ def local_size() -> tuple[float, float]:
     return float(os.cpu_count() or 1), float(torch.cuda.device_count())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> int:
+    """The sweep of argv's experiment file; `invoked` is the command as the user typed it."""
     args = parse_args(argv)
     try:
         exp = load_experiment(args.experiment, args.set)
@@ -144,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print(joined.describe(dashboard_sign_in()))
     print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
     words = argv if argv is not None else sys.argv[1:]
-    command = shlex.join(["python", "tune_main.py", *words])
-    again = f"continue with: {resume_command(words)}"
+    command = shlex.join([*invoked, *words])
+    again = f"continue with: {resume_command(words, invoked)}"
     try:
         with sweep.Signals() as signals:
             results = sweep.run(
@@ -179,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli(invoked: tuple[str, ...] = ("grok-sweep",)) -> int:
+    """The `grok-sweep` command (`python tune_main.py` in a clone), with Tune's newer console
+    output."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-    sys.exit(main())
+    return main(invoked=invoked)
