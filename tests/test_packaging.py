@@ -4,14 +4,18 @@ the README and CI install what the tests need, and an installed package runs its
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, write_experiment
 from packaging.requirements import Requirement
+
+from grok.commands import sweep
 
 try:
     import tomllib
@@ -97,6 +101,21 @@ def test_the_commands_are_the_packages_own_functions():
     assert tuple(scripts) == COMMANDS
     assert scripts["grok-run"] == "grok.run:main"
     assert scripts["grok-report"] == "plotting.report:main"
+
+
+def test_grok_sweep_turns_on_tunes_console_output_and_names_itself_in_the_resume_line(
+    tmp_path, monkeypatch, capsys
+):
+    path = write_experiment(tmp_path / "two.yaml", "two", grid={"seed": [0, 1]})
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    monkeypatch.setattr(sys, "argv", ["grok-sweep", str(path), "--dry-run"])
+    assert sweep.cli() == 0
+    assert os.environ["RAY_AIR_NEW_OUTPUT"] == "1"
+    assert capsys.readouterr().out.startswith("two: 2 trials")
+    words = [str(path), "--fresh", "--set", "train.steps=5"]
+    again = f"grok-sweep {path} --set train.steps=5 --resume"
+    assert sweep.resume_command(words, ("grok-sweep",)) == again
+    assert sweep.resume_command(words) == f"python tune_main.py {again.split(' ', 1)[1]}"
 
 
 @pytest.fixture(scope="module")
