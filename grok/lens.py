@@ -45,8 +45,13 @@ FILES = ("config.json", "state_dict.pt", "vocab.json", "config.yaml")
 # The model settings and what each is in HookedTransformer; dropout and init_scale act in
 # training only. A setting added to ModelConfig is refused (when not at its default) until it
 # is mapped here.
-MAPPED = {"n_layer": "n_layers", "d_model": "d_model", "n_head": "n_heads", "d_ff": "d_mlp"}
-MAPPED |= {"max_len": "n_ctx"}
+MAPPED = {
+    "n_layer": "n_layers",
+    "d_model": "d_model",
+    "n_head": "n_heads",
+    "d_ff": "d_mlp",
+    "max_len": "n_ctx",
+}
 TRAINING_ONLY = {"dropout", "init_scale"}
 
 
