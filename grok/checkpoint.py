@@ -60,6 +60,15 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def check_files(d: Path, names: tuple[str, ...], manifest: dict[str, Any]) -> None:
+    """Refuse a folder that lacks one of `names` or whose file differs from its manifest."""
+    for name in names:
+        if not (d / name).is_file():
+            raise CheckpointError(f"{d}: checkpoint is missing {name}")
+        if manifest["files"].get(name) != _sha256(d / name):
+            raise CheckpointError(f"{d}/{name}: contents do not match the manifest (changed?)")
+
+
 def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict | None]:
     """Check and load a checkpoint folder: (config, model state_dict, training state); the
     training state is None for a weights-only checkpoint (see `export_weights`)."""
@@ -69,12 +78,10 @@ def read_checkpoint(directory: str | Path) -> tuple[Config, dict, dict | None]:
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such checkpoint folder")
     manifest = read_manifest(d)
+    if "format" in manifest:  # another format's folder, e.g. a TransformerLens export
+        raise CheckpointError(f"{d}: a {manifest['format']} export, not a checkpoint")
     weights_only = bool(manifest.get("weights_only", False))
-    for name in WEIGHTS_FILES if weights_only else CHECKPOINT_FILES:
-        if not (d / name).is_file():
-            raise CheckpointError(f"{d}: checkpoint is missing {name}")
-        if manifest["files"].get(name) != _sha256(d / name):
-            raise CheckpointError(f"{d}/{name}: contents do not match the manifest (changed?)")
+    check_files(d, WEIGHTS_FILES if weights_only else CHECKPOINT_FILES, manifest)
     try:
         cfg = load_config(d / "config.yaml")
     except ConfigError as err:

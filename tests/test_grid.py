@@ -11,6 +11,7 @@ from conftest import write_experiment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import grok.commands.sweep
 import grok.config
 import grok.experiment
 import tune_main
@@ -56,8 +57,9 @@ def test_a_million_point_grid_is_checked_without_building_its_points(tmp_path, b
 
 @pytest.fixture
 def two_cpus(monkeypatch):
-    """This machine, as tune_main sees it, has 2 CPUs and no GPU (the estimates are exact)."""
-    monkeypatch.setattr(tune_main, "local_size", lambda: (2.0, 0.0))
+    """This machine, as the sweep command sees it, has 2 CPUs and no GPU (the estimates are
+    exact)."""
+    monkeypatch.setattr(grok.commands.sweep, "local_size", lambda: (2.0, 0.0))
 
 
 def test_dry_run_of_a_million_points_shows_count_values_and_samples(

@@ -1,0 +1,184 @@
+"""The sweep command line: run an experiment file as a Ray Tune sweep, every grid point a
+trial, or a search of a sampled space (each point once per grid point).
+
+grok-sweep experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
+    [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
+    [--wandb PROJECT] [--mlflow URI] [--reuse STORE]
+
+The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
+results go to --storage, a folder or an object-store URI (grok/storage.py). See docs/cluster.md.
+In a clone, `python tune_main.py ...` is the same command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+
+import torch
+
+from grok import cluster, plan, storage
+from grok.cli import Parser, add_experiment, fail, out_of_space, resume_command
+from grok.data import DATA_KEYS, check_data
+from grok.experiment import load_experiment
+from grok.schema import ConfigError
+from grok.tracking import dashboard_sign_in, read_tracking
+from plotting import summary
+
+# How the sweep was started: its record and the command that continues it say the same.
+SCRIPT = ("python", "tune_main.py")
+
+
+def parse_args(argv):
+    ap = Parser(description="Run an experiment file as a Ray Tune sweep.")
+    add_experiment(ap, "experiment YAML file (see experiments/)", " for every trial")
+    ap.add_argument(
+        "--address",
+        help="join a running Ray cluster ('auto', host:port or ray://host:port; default: "
+        "RAY_ADDRESS when set, else start a local one)",
+    )
+    ap.add_argument(
+        "--storage",
+        default="results",
+        help="results root: a folder, file:// or s3://bucket/prefix?endpoint_override=... "
+        "(default: results/)",
+    )
+    ap.add_argument(
+        "--reuse",
+        metavar="STORE",
+        help="a run store (folder or URI): a trial whose resolved config and training code match "
+        "a stored run replays it instead of training, and a trained one is stored "
+        "(grok/reuse.py)",
+    )
+    ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
+    ap.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="where a locally started Ray binds its dashboard (default 127.0.0.1)",
+    )
+    again = ap.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true", help="continue the sweep in the existing results folder"
+    )
+    again.add_argument(
+        "--fresh", action="store_true", help="move an existing results folder aside and start again"
+    )
+    ap.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    ap.add_argument(
+        "--yes-large",
+        action="store_true",
+        help="start a sweep estimated to take the cluster more than a day",
+    )
+    ap.add_argument("--wandb", metavar="PROJECT", help="also log each trial to this W&B project")
+    ap.add_argument(
+        "--mlflow", metavar="URI", help="also log each trial to MLflow (e.g. sqlite:///mlflow.db)"
+    )
+    args = ap.parse_args(argv)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        ap.error("--max-concurrent must be at least 1")
+    return args
+
+
+def local_size() -> tuple[float, float]:
+    """The CPUs and GPUs a local Ray cluster would have: this machine's."""
+    return float(os.cpu_count() or 1), float(torch.cuda.device_count())
+
+
+def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> int:
+    """The sweep of argv's experiment file; `invoked` is the command as the user typed it."""
+    args = parse_args(argv)
+    try:
+        exp = load_experiment(args.experiment, args.set)
+        tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
+        check_data(exp.configs([*DATA_KEYS, "model.max_len"]))  # each set of examples once
+    except ConfigError as err:
+        return fail(err)
+    cpus, gpus = local_size()
+    if args.dry_run:
+        plan.dry_run(exp, exp.parallel_trials(cpus, gpus, args.max_concurrent))
+        return 0
+    if not cluster.target(args.address) and (
+        refusal := plan.too_large(
+            exp, cpus, gpus, args.max_concurrent, args.yes_large, "on this machine"
+        )
+    ):
+        return fail(refusal)
+
+    # Checked before Ray is imported and before anything is written: the storage, then the
+    # cluster's address (a dead one would have Ray retry for minutes), then the folder.
+    try:
+        root = storage.resolve(args.storage)
+    except (storage.StorageError, OSError) as err:
+        return fail(f"--storage: {err}")
+    folder = root / exp.name
+    try:
+        reuse = storage.resolve(args.reuse).uri if args.reuse else None
+    except (storage.StorageError, OSError) as err:
+        return fail(f"--reuse: {err}")
+    address = cluster.target(args.address)
+    try:
+        if address:
+            cluster.check_reachable(address)
+    except cluster.ClusterError as err:
+        return fail(err)
+
+    from grok import sweep  # Ray is imported only once a sweep will run
+
+    try:
+        existing = sweep.prepare_folder(folder, exp, args.resume, args.fresh, args.max_concurrent)
+        joined = sweep.start_ray(address, args.dashboard_host, exp)
+    except (sweep.SweepError, storage.StorageError, OSError) as err:
+        return fail(err)
+    if address and (
+        refusal := plan.too_large(
+            exp, joined.cpus, joined.gpus, args.max_concurrent, args.yes_large, "on the cluster"
+        )
+    ):
+        return fail(refusal)  # joined first: the cluster's size decides whether it is large
+    if existing:  # --fresh, once the sweep is known to be able to start
+        print(sweep.move_aside(root, exp.name))
+    print(joined.describe(dashboard_sign_in()))
+    print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
+    words = argv if argv is not None else sys.argv[1:]
+    command = shlex.join([*invoked, *words])
+    again = f"continue with: {resume_command(list(invoked), words)}"
+    try:
+        with sweep.Signals() as signals:
+            results = sweep.run(
+                exp, root, args.resume, command, args.max_concurrent, tracking=tracking, reuse=reuse
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted; {again}", file=sys.stderr)
+        return 128 + (signals.received or signal.SIGINT)
+    except OSError as err:
+        if not out_of_space(err):
+            raise
+        print(
+            f"error: {folder}: out of space ({err.strerror}); free some, then {again}",
+            file=sys.stderr,
+        )
+        return 1
+    if signals.received:
+        print(f"interrupted by {signal.Signals(signals.received).name}; {again}", file=sys.stderr)
+        return 128 + signals.received
+    view = storage.local_view(folder)
+    summary.summarize(results, exp.score_metric, folder, view)
+    if exp.search:
+        summary.summarize_search(view)
+    if results.errors:
+        print(
+            f"{len(results.errors)} trial(s) errored; see error.txt in their folders. "
+            f"`--resume` retries them from their last checkpoints.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cli(invoked: tuple[str, ...] = ("grok-sweep",)) -> int:
+    """The `grok-sweep` command (`python tune_main.py` in a clone), with Tune's newer console
+    output."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    return main(invoked=invoked)
