@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if not out_of_space(err):
             raise
         print(
-            f"error: {out}: out of space ({err.strerror}); free some, then {again}", file=sys.stderr
+            f"error: {out}: out of space ({os.strerror(err.errno)}); free some, then {again}",
+            file=sys.stderr,
         )
         return 1
     print(

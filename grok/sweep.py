@@ -135,7 +135,12 @@ def run(
     else:
         write_record(exp, folder, command)
         tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
-    return tuner.fit()
+    # A trial's failure is one line (grok.tune.TrialErrors); its traceback is in its error.txt.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    results = tuner.fit()
+    if gtune.FULL:  # stopped for want of space (grok.tune.stop_for_space)
+        raise gtune.FULL.pop()
+    return results
 
 
 class Signals:

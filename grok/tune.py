@@ -12,7 +12,11 @@ or Optuna's TPE, repeating each point over the grid (the seeds).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 from ray.tune.stopper import Stopper
 
+from grok.cli import out_of_space
 from grok.config import Config, apply_overrides
 from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
@@ -206,8 +211,15 @@ class BackUpState(tune.Callback):
             return
         stat = Path(state.path).stat()
         experiment = Location(storage.storage_filesystem, storage.experiment_fs_path, "")
-        if (stat.st_mtime_ns, stat.st_size) != self._saved and back_up_state(staging, experiment):
-            self._saved = (stat.st_mtime_ns, stat.st_size)
+        if (stat.st_mtime_ns, stat.st_size) == self._saved:
+            return
+        try:
+            if back_up_state(staging, experiment):
+                self._saved = (stat.st_mtime_ns, stat.st_size)
+        except OSError as err:  # the last whole backup stays; a full disk stops the sweep
+            if not out_of_space(err):
+                raise
+            stop_for_space(err)
 
 
 def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
@@ -266,6 +278,7 @@ def build_tuner(
         callbacks=[
             MarkStopped(),
             BackUpState(),
+            TrialErrors(),
             *logger_callbacks(exp.name, exp.base.to_dict(), tracking or Tracking()),
         ],
         verbose=verbose,
@@ -309,3 +322,41 @@ def restore_tuner(exp: Experiment, folder: Path | Location, reuse: str | None = 
         resume_unfinished=True,
         resume_errored=True,
     )
+
+
+# The error of a disk found full: the sweep then stops as on Ctrl-C (Tune saves its state, the
+# trials stay resumable) and grok/sweep.py raises it once `fit` has returned.
+FULL: list[OSError] = []
+
+
+def stop_for_space(error: OSError) -> None:
+    """Stop the sweep because its results' disk is full (Tune's SIGUSR1: stop, save, return)."""
+    if not FULL:
+        FULL.append(error)
+        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.raise_signal(signal.SIGUSR1)
+
+
+class TrialErrors(tune.Callback):
+    """A trial's failure in one line (its traceback is in its error.txt), in place of Tune's
+    traceback in the driver's log; a failure for want of space stops the sweep (a retry would
+    meet the same full disk)."""
+
+    FULL = {os.strerror(errno.ENOSPC): errno.ENOSPC, os.strerror(errno.EDQUOT): errno.EDQUOT}
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._failed(trial, "retried from its last checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._failed(trial, "errored")
+
+    def _failed(self, trial, what: str) -> None:
+        path = Path(trial.error_file) if trial.error_file else None
+        text = path.read_text(errors="replace") if path and path.is_file() else ""
+        full = [(reason, code) for reason, code in self.FULL.items() if reason in text]
+        if full:
+            stop_for_space(OSError(full[0][1], full[0][0], trial.path))
+            return
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else "no error text"
+        print(f"{trial}: {what}: {last} (see error.txt)", file=sys.stderr, flush=True)

@@ -125,3 +125,39 @@ def test_a_run_without_ray_on_a_full_disk_stops_in_one_line_and_resumes_once_fre
     monkeypatch.setattr(torch, "save", save)  # space freed
     assert run.main(shlex.split(again)[3:]) == 0
     assert metrics_rows(out) == metrics_rows(tmp_path / "whole")  # one row per evaluation
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB file system (tmpfs), mounted for the test; `grow()` frees space by resizing it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    grow = lambda: subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_freed(
+    tmp_path, ray_address, small_disk
+):
+    disk, grow = small_disk
+    path = write_experiment(tmp_path / "full.yaml", "full", LONG, {"seed": [0, 1]})
+    proc, words = start_sweep(path, disk, ray_address)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "retried" not in output, output[-3000:]
+    resume = shlex.join(["python", "tune_main.py", *words, "--resume"])
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"error: {disk / 'full'}: out of space (No space left on device)")
+    assert last.endswith(f"; free some, then continue with: {resume}"), last
+    written = {t.name: read_reports(t) for t in trial_dirs(disk / "full")}
+    assert written and all(reports for reports in written.values())  # still readable
+    grow()
+    again = run_cli(*shlex.split(resume)[1:], timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    ended = {t.name: read_reports(t)[-1] for t in trial_dirs(disk / "full")}
+    assert {r["status"] for r in ended.values()} == {"finished"}, ended

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
         if not out_of_space(err):
             raise
         print(
-            f"error: {folder}: out of space ({err.strerror}); free some, then {again}",
+            f"error: {folder}: out of space ({os.strerror(err.errno)}); free some, then {again}",
             file=sys.stderr,
         )
         return 1
