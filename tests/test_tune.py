@@ -420,3 +420,85 @@ def test_trial_device_uses_a_gpu_only_when_the_trial_has_one(monkeypatch):
     monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: True)
     assert gtune.trial_device("auto", 0.25).type == "cuda"  # a fractional GPU is a GPU
     assert gtune.trial_device("auto", 0).type == "cpu"
+
+
+class FakeStorage:
+    """What RepairResumePoint reads of a trial's StorageContext."""
+
+    def __init__(self, folder: Path, index: int):
+        import pyarrow.fs as pafs
+
+        self.storage_filesystem = pafs.LocalFileSystem()
+        self.trial_fs_path = str(folder)
+        self.trial_dir_name = folder.name
+        self.current_checkpoint_index = index
+
+
+class FakeTrial:
+    """A trial as Tune restores it from its saved state: Tune's own checkpoint bookkeeping."""
+
+    def __init__(self, folder: Path, registered: list[int]):
+        from ray.train._internal.checkpoint_manager import _CheckpointManager
+        from ray.train._internal.session import _TrainingResult
+
+        self.trial_id, self.status = "t1", "PENDING"
+        self.storage = FakeStorage(folder, max(registered))
+        config = gtune.tune.CheckpointConfig(2, "val/acc", "max")
+        self.manager = _CheckpointManager(config)
+        for index in registered:
+            checkpoint = gtune.tune.Checkpoint(str(folder / f"checkpoint_{index:06d}"))
+            metrics = {"step": 10 * (index + 1), "val/acc": 0.5}
+            self.manager.register_checkpoint(_TrainingResult(checkpoint, metrics))
+        self.run_metadata = type("M", (), {"checkpoint_manager": self.manager})()
+        self.run_metadata.invalidate_cache = lambda: None
+        self.stale = False
+
+    def invalidate_json_state(self):
+        self.stale = True
+
+
+def test_a_trial_whose_named_checkpoint_was_pruned_resumes_from_its_newest_whole_one(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    make_checkpoint(folder, 1, 20)
+    trial = FakeTrial(folder, [1, 2])  # the state saved when checkpoint 2 was the latest
+    for index, step in ((3, 40), (4, 50)):  # the killed run went on; pruning took 2
+        make_checkpoint(folder, index, step)
+    (make_checkpoint(folder, 5, 60) / "model.pt").write_bytes(b"")  # cut off by the kill
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    latest = trial.manager.latest_checkpoint_result
+    assert Path(latest.checkpoint.path).name == "checkpoint_000004"
+    assert latest.metrics == {"step": 50, "val/acc": 0.05}  # its report, from its record
+    assert trial.storage.current_checkpoint_index == 4  # the next one is checkpoint_000005
+    kept = {Path(r.checkpoint.path).name for r in trial.manager.best_checkpoint_results}
+    assert "checkpoint_000002" not in kept and "checkpoint_000004" in kept
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkpoint_000001",
+        "checkpoint_000003",
+        "checkpoint_000004",
+    ]
+    assert trial.stale  # the next save of Tune's state says so
+
+
+def test_a_trial_whose_checkpoints_are_all_gone_starts_again_from_step_0(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    trial = FakeTrial(folder, [0])
+    (make_checkpoint(folder, 0, 10) / MANIFEST).unlink()  # its deletion cut short
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    assert trial.manager.latest_checkpoint_result is None
+    assert trial.manager.best_checkpoint_results == []
+    assert trial.storage.current_checkpoint_index == -1 and not list(folder.iterdir())
+
+
+def test_a_whole_named_checkpoint_is_what_the_trial_resumes_from(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    make_checkpoint(folder, 0, 10)
+    trial = FakeTrial(folder, [0])
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    assert Path(trial.manager.latest_checkpoint_result.checkpoint.path).name == "checkpoint_000000"
+    assert not trial.stale and trial.storage.current_checkpoint_index == 0
