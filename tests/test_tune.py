@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +17,6 @@ from grok.checkpoint import MANIFEST
 from grok.config import ConfigError
 from grok.experiment import load_experiment
 from grok.results import BOOKKEEPING, find_checkpoint, read_reports, trial_dirs
-from grok.resume import BACKUP
 from grok.reuse import REUSED_FROM
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -320,88 +314,6 @@ def test_sanity_experiment_runs_under_tune(tmp_path, ray_address):
     answer = run_cli("infer.py", str(storage / "sanity_memorize"), "--prompt", "")
     assert answer.returncode == 0
     assert answer.stdout.strip().splitlines()[-1] == "I love machine learning"
-
-
-def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
-    config = {**TINY, "train": {**TINY["train"], "steps": 1500, "checkpoint_every": 100}}
-    grid = {"seed": [0, 1]}
-    path = write_experiment(tmp_path / "resume.yaml", "resume", config, grid)
-    storage = tmp_path / "results"
-    folder = storage / "resume"
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # save experiment state often
-    driver = subprocess.Popen(
-        [
-            sys.executable,
-            "tune_main.py",
-            str(path),
-            "--storage",
-            str(storage),
-            "--address",
-            ray_address,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Killed once both trials have a report naming a checkpoint in their result.json (a
-    # checkpoint folder alone can arrive before the report that names it, and a kill then would
-    # leave an empty result.json) and Tune's state and its backup are in the folder.
-    deadline = time.time() + 240
-    while True:
-        done = [
-            t
-            for t in folder.glob("seed=*")
-            if any(r.get("checkpoint_dir_name") for r in read_reports(t))
-        ]
-        saved = [folder.glob("experiment_state-*.json"), (folder / BACKUP).glob("experiment_*")]
-        if len(done) == 2 and all(list(files) for files in saved):
-            break
-        if driver.poll() is not None or time.time() > deadline:
-            driver.kill()
-            driver.wait()
-            pytest.fail(f"no checkpoint reported in both trials before the kill: {done}")
-        time.sleep(0.2)
-    time.sleep(1.0)
-    before = {t.name: read_reports(t) for t in trial_dirs(folder)}
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    # Tune copies each result.json into the folder over the previous copy: a kill during that
-    # copy leaves it cut off, even empty. Each trial's reports are the longer of what was read
-    # just before the kill and what is left after it.
-    reports = {
-        t.name: max(read_reports(t), before.get(t.name, []), key=len) for t in trial_dirs(folder)
-    }
-    unfinished = [name for name, rows in reports.items() if rows[-1]["status"] != "finished"]
-    assert unfinished, "the sweep finished before it could be killed; make it longer"
-    # The worst moment to die: while Tune was copying its state into the folder, cut off.
-    state = max(folder.glob("experiment_state-*.json"))
-    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-
-    resumed = run_cli(
-        "tune_main.py",
-        str(path),
-        "--storage",
-        str(storage),
-        "--resume",
-        "--address",
-        ray_address,
-        env={"TUNE_GLOBAL_CHECKPOINT_S": "0"},
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for name in unfinished:  # they went on from a checkpoint, not from step 0
-        restarts = [
-            r
-            for r in read_reports(folder / name)
-            if r["iterations_since_restore"] == 1 and r["step"] > 0
-        ]
-        assert restarts, f"{name} did not resume from a checkpoint"
-
-    clean, clean_folder, _ = sweep(
-        tmp_path / "clean", ray_address, name="resume", grid=grid, config=config
-    )
-    assert clean.returncode == 0
-    assert final_metrics(folder) == final_metrics(clean_folder)
 
 
 def free_port() -> int:
