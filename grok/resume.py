@@ -209,17 +209,20 @@ def cut_reports(path: Path, step: int | None, history: list[dict[str, Any]]) -> 
     """Rewrite a trial's reports file (result.json, or progress.csv) for a trial resuming after
     `step` (None: from the start): one report per step up to it, in order, those it lacks
     taken from `history`, none after it (the resumed trial reports them again)."""
-    if not path.is_file():
-        return
     if path.suffix == ".csv":
+        if not path.is_file():
+            return  # the logger writes its header with its first row
         rows, fields = _read_csv(path)
     else:
         rows, fields = [], []
-        for line in path.read_bytes().decode().splitlines():
+        text = path.read_bytes().decode() if path.is_file() else ""
+        for line in text.splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:  # a line cut off by a kill
                 continue
+            if isinstance(row, dict):  # (a cut line may still parse, as a number)
+                rows.append(row)
     by_step: dict[int, dict] = {}
     if step is not None:
         for row in [*history, *rows]:  # a report Tune wrote wins over the checkpoint's record
@@ -236,6 +239,8 @@ def cut_reports(path: Path, step: int | None, history: list[dict[str, Any]]) -> 
         text = out.getvalue()
     else:
         text = "".join(json.dumps(row) + "\n" for row in kept)
+    if not text and not path.is_file():
+        return
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_bytes(text.encode())
     tmp.replace(path)

@@ -230,6 +230,12 @@ def test_reports_a_stale_copy_lacks_come_from_the_checkpoints_record(tmp_path):
     assert kept[3] == {"step": 30, "val/acc": 0.03}
     cut_reports(path, None, [])  # resumed from step 0: it reports everything again
     assert path.read_text() == ""
+    path.unlink()  # never copied into storage before the kill
+    cut_reports(path, 20, reports(range(0, 50, 10)))
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 10, 20]
+    path.write_text('{"step": 0}\n12')  # a cut-off line that parses, as a number
+    cut_reports(path, 0, [])
+    assert path.read_text() == '{"step": 0}\n'
 
 
 def test_progress_csv_keeps_its_header_and_a_row_per_step(tmp_path):
