@@ -314,7 +314,7 @@ def sweep_processes(trace: Path) -> list[int]:
 
 
 def run_traced(experiment: Path, storage: Path, address: str, point: Point, trace: Path, extra=()):
-    """The sweep (`extra`: --resume), killed as `point` says; returns (killed, seconds)."""
+    """The sweep (`extra`: --resume), killed as `point` says: (killed, seconds, exit status)."""
     env = {**os.environ, **ENV, "KILL_TRACE": str(trace)}
     env["KILL_PLAN"] = json.dumps({"phase": point.phase, "at": point.at, "cut": point.cut})
     cmd = [*sweep_command(experiment, storage, address, traced=True), *extra]
@@ -345,7 +345,7 @@ def run_traced(experiment: Path, storage: Path, address: str, point: Point, trac
         if time.monotonic() > deadline:
             raise RuntimeError(f"trial workers {workers} outlived the kill")
         time.sleep(0.05)
-    return killed, seconds
+    return killed, seconds, driver.returncode
 
 
 def landed(trace: Path) -> str:
@@ -370,7 +370,8 @@ def landed(trace: Path) -> str:
 def reports(folder: Path) -> dict[str, list[dict]]:
     """Each trial's reports, less Tune's bookkeeping and timings."""
     out = {}
-    for trial in sorted(p for p in folder.iterdir() if (p / "params.json").is_file()):
+    trials = folder.iterdir() if folder.is_dir() else []
+    for trial in sorted(p for p in trials if (p / "params.json").is_file()):
         rows = []
         result = trial / "result.json"
         for line in result.read_text().splitlines() if result.is_file() else []:
@@ -388,18 +389,30 @@ def check(kills: list[Point], work: Path, address: str, reference: dict) -> Outc
     for i, kill in enumerate(kills):
         trace = work / f"trace-{i}.txt"
         resume = ["--resume"] if i else []
-        killed, _ = run_traced(experiment, storage, address, kill, trace, resume)
-        landed_in.append(landed(trace) if killed else "not killed")
-        if not killed:  # the run ended first: what it left is what is checked
+        killed, _, status = run_traced(experiment, storage, address, kill, trace, resume)
+        if not killed:  # the run ended first (or refused to start): see below
+            landed_in.append("not killed" if status == 0 else f"not killed: exit {status}")
             break
+        landed_in.append(landed(trace))
     ended = subprocess.CompletedProcess([], 0, "", "")
+    note = ""
     if landed_in[-1] != "not killed":
-        cmd = sweep_command(experiment, storage, address, traced=False) + ["--resume"]
+        cmd = sweep_command(experiment, storage, address, traced=False)
         env = {**os.environ, **ENV}
-        ended = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        ended = subprocess.run(
+            [*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        before_first_save = ("does not exist", "before its first save completed")
+        if ended.returncode == 2 and any(why in ended.stderr for why in before_first_save):
+            # Killed before Tune's first save: nothing to resume, and --resume says to start
+            # anew, which is what a user does.
+            note = "nothing saved yet: started anew with --fresh"
+            cmd.append("--fresh")
+            ended = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     ok = ended.returncode == 0 and "errored" not in ended.stdout + ended.stderr
     got = reports(storage / NAME)
-    note = "" if ok else (ended.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    if not ok:
+        note = (ended.stderr.strip().splitlines() or ["no output"])[-1][:200]
     if ok and got != reference:
         note = next(
             f"{name}: steps {[r['step'] for r in got.get(name, [])]}"
@@ -423,7 +436,7 @@ def reference_run(work: Path, address: str) -> tuple[dict, Counter, float]:
     """The uninterrupted sweep: its reports, each phase's count, and how long it ran."""
     experiment = write_experiment(work)
     trace = work / "trace.txt"
-    killed, seconds = run_traced(experiment, work / "results", address, Point("none"), trace)
+    killed, seconds, _ = run_traced(experiment, work / "results", address, Point("none"), trace)
     if killed or not (work / "results" / NAME).is_dir():
         raise RuntimeError(f"the reference sweep failed; see {trace.with_suffix('.log')}")
     per_process = Counter(
