@@ -41,7 +41,6 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from grok.checkpoint import MANIFEST
 from grok.storage import Location, at
 
 BACKUP = ".resume-state"
@@ -53,6 +52,7 @@ STATE_FILE = re.compile(
 )
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's name for a trial's checkpoint
 HISTORY = "reports.json"  # in each checkpoint of a trial: its reports up to that checkpoint
+MANIFEST = "manifest.json"  # a checkpoint's manifest (grok/checkpoint.py, a layer above this)
 
 
 def is_whole(data: bytes) -> bool:

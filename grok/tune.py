@@ -221,13 +221,11 @@ class BackUpState(tune.Callback):
 
 
 class RepairResumePoint(tune.Callback):
-    """Before a trial that has run starts again (on --resume, or a retry after a failure),
-    makes the checkpoint it resumes from one that storage holds whole (grok/resume.py,
-    `repair_trial`): Tune's saved state may name one that pruning deleted after the save.
-
-    Runs before Tune starts the trial's worker, which takes the checkpoint count from the
-    trial (`current_checkpoint_index`): the next checkpoint is numbered after the one resumed.
-    It reaches into Tune's bookkeeping of the trial's checkpoints (Ray 2.60)."""
+    """Before a trial that has run starts again (--resume, or a retry), makes the checkpoint it
+    resumes from one storage holds whole (grok/resume.py `repair_trial`): Tune's saved state may
+    name one pruned after the save. Runs before Tune starts the trial's worker, which numbers
+    its next checkpoint after the trial's `current_checkpoint_index`; reaches into Tune's
+    bookkeeping of the trial's checkpoints (Ray 2.60)."""
 
     def __init__(self):
         self._settled: set[tuple[str, str | None]] = set()  # (trial id, checkpoint) checked
@@ -238,37 +236,32 @@ class RepairResumePoint(tune.Callback):
                 continue  # running or done, or new: nothing to resume
             manager = trial.run_metadata.checkpoint_manager
             latest = manager.latest_checkpoint_result
-            named = latest.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] if latest else None
+            named = Path(latest.checkpoint.path).name if latest else None
             if (trial.trial_id, named) in self._settled:
                 continue
             folder = Location(trial.storage.storage_filesystem, trial.storage.trial_fs_path, "")
             point = repair_trial(folder, named)
             self._settled.add((trial.trial_id, point.name))
             known = manager._checkpoint_results
-            if point.name == named and all(_name(r) in point.kept for r in known):
+            kept = [r for r in known if Path(r.checkpoint.path).name in point.kept]
+            if point.name == named and len(kept) == len(known):
                 continue  # Tune's bookkeeping holds: only folders it never knew were deleted
-            manager._checkpoint_results = [r for r in known if _name(r) in point.kept]
+            manager._checkpoint_results = kept
             if point.name is None:
                 manager._latest_checkpoint_result = None
             elif point.name != named:
-                same = [r for r in manager._checkpoint_results if _name(r) == point.name]
+                where = folder / point.name
+                same = [r for r in kept if Path(r.checkpoint.path).name == point.name]
                 if same:
                     manager._latest_checkpoint_result = same[0]
                 else:  # newer than the saved state: Tune learns of it, scored by its report
-                    history = checkpoint_history(folder / point.name)
-                    metrics = next(
-                        (r for r in reversed(history) if r.get("step") == point.step),
-                        {"step": point.step},
-                    )
-                    checkpoint = tune.Checkpoint(str((folder / point.name).path), folder.fs)
+                    reports = [r for r in checkpoint_history(where) if r.get("step") == point.step]
+                    metrics = reports[-1] if reports else {"step": point.step}
+                    checkpoint = tune.Checkpoint(where.path, folder.fs)
                     manager.register_checkpoint(_TrainingResult(checkpoint, dict(metrics)))
             trial.storage.current_checkpoint_index = point.index
             trial.invalidate_json_state()
             trial.run_metadata.invalidate_cache()
-
-
-def _name(result: _TrainingResult) -> str:
-    return result.checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
 
 
 class _ReportsFromResumePoint:

@@ -166,6 +166,9 @@ def reports(steps, **extra) -> list[dict]:
 
 
 def test_a_checkpoint_is_whole_only_with_every_file_its_manifest_names(tmp_path):
+    from grok import checkpoint, resume
+
+    assert resume.MANIFEST == checkpoint.MANIFEST  # the name the checkpoint writer gives it
     folder = make_checkpoint(tmp_path, 3, 30)
     assert checkpoint_step(at(folder)) == 30
     (folder / "state.pt").write_bytes(b"cut")  # a copy cut off by a kill
