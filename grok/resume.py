@@ -11,19 +11,35 @@ when the folder's own copy is cut off or missing. Whole means: JSON that parses,
 stream whose opcodes run to its STOP at the file's end (checked with `pickletools`, which reads
 opcodes and builds no objects).
 
+Tune's state is saved now and then, and pruning (keep-N) deletes checkpoints at once, so the
+state put back may name a checkpoint that is gone, or one a kill left half-deleted, while the
+killed run may have left newer checkpoint folders, whole or cut off. Before a trial (re)starts,
+`repair_trial` settles where it resumes: the checkpoint the state names if it is whole, else the
+trial's newest whole checkpoint in storage, else step 0; the checkpoint folders after that point
+(the killed run's abandoned future) and any that are not whole are deleted. Its reports are then
+cut back to that point (`cut_reports`), the ones a stale copy of result.json lacks taken from
+the checkpoint's own record of them (`reports.json`), so that every step has one report.
+
 The results folder may be on a local disk or in an object store (grok/storage.py): there a
 file is written whole by its upload, and "moving aside" is a copy and a delete.
 
-No Ray here: the sweep's callback (grok/tune.py) and grok/sweep.py call these functions.
+No Ray here: the sweep's callbacks (grok/tune.py) and grok/sweep.py call these functions.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import pickletools
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
 
 from grok.storage import Location, at
 
@@ -34,6 +50,9 @@ STATE_FILE = re.compile(
     r"^(experiment_state|basic-variant-state|search_gen_state|searcher-state|callback-states)"
     r"-(.+)\.(json|pkl)$"
 )
+CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's name for a trial's checkpoint
+HISTORY = "reports.json"  # in each checkpoint of a trial: its reports up to that checkpoint
+MANIFEST = "manifest.json"  # a checkpoint's manifest (grok/checkpoint.py, a layer above this)
 
 
 def is_whole(data: bytes) -> bool:
@@ -112,3 +131,132 @@ def repair_state(experiment: Path | Location) -> str | None:
     for f in saved.values():
         (experiment / f.name).write_bytes(f.read_bytes())
     return None
+
+
+# ---------------------------------------------------------------- where a trial resumes
+
+
+def checkpoint_step(folder: Location) -> int | None:
+    """The step of the checkpoint in `folder` if it is whole (its manifest readable, every file
+    it lists present with the hash it gives), else None: gone, cut off or half-deleted."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+        files, step = dict(manifest["files"]), int(manifest["step"])
+        for name, digest in files.items():
+            if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):  # missing, unreadable, not a manifest
+        return None
+    return step
+
+
+def checkpoint_folders(trial: Location) -> dict[int, Location]:
+    """A trial's checkpoint folders in storage by their index, whole or not."""
+    selector = pafs.FileSelector(trial.path, allow_not_found=True)
+    found = {}
+    for info in trial.fs.get_file_info(selector):
+        m = CHECKPOINT_DIR.match(info.base_name)
+        if m and info.type == pafs.FileType.Directory:
+            found[int(m.group(1))] = trial / info.base_name
+    return dict(sorted(found.items()))
+
+
+@dataclass
+class ResumePoint:
+    """Where a trial goes on from: a checkpoint folder (its index and step), or step 0."""
+
+    name: str | None = None
+    index: int = -1  # Tune's count of the trial's checkpoints, as its folder names number them
+    step: int | None = None
+    kept: list[str] = field(default_factory=list)  # the whole folders left, it among them
+    deleted: list[str] = field(default_factory=list)  # folders removed: after it, or not whole
+
+
+def repair_trial(trial: Location, named: str | None) -> ResumePoint:
+    """Settle where the trial in folder `trial` resumes when Tune's state names the checkpoint
+    folder `named` (None: no checkpoint): that one if whole, else the newest whole one (None
+    named: step 0, as Tune would). Deletes the folders after that point and those not whole."""
+    folders = checkpoint_folders(trial)
+    steps = {index: checkpoint_step(folder) for index, folder in folders.items()}
+    whole = [i for i, step in steps.items() if step is not None]
+    m = CHECKPOINT_DIR.match(named or "")
+    named_index = int(m.group(1)) if m else None
+    if named_index in whole:
+        chosen = named_index
+    else:
+        chosen = max(whole) if whole and named is not None else None
+    point = ResumePoint()
+    if chosen is not None:
+        point = ResumePoint(folders[chosen].name, chosen, steps[chosen])
+    for index, folder in folders.items():
+        if steps[index] is None or index > point.index:
+            folder.delete()
+            point.deleted.append(folder.name)
+        else:
+            point.kept.append(folder.name)
+    return point
+
+
+def checkpoint_history(folder: Location) -> list[dict[str, Any]]:
+    """The reports a checkpoint keeps of its trial up to it (none when it has no record)."""
+    try:
+        return list(json.loads((folder / HISTORY).read_bytes()))
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def cut_reports(path: Path, step: int | None, history: list[dict[str, Any]]) -> None:
+    """Rewrite a trial's reports file (result.json, or progress.csv) for a trial resuming after
+    `step` (None: from the start): one report per step up to it, in order, those it lacks
+    taken from `history`, none after it (the resumed trial reports them again)."""
+    if path.suffix == ".csv":
+        if not path.is_file():
+            return  # the logger writes its header with its first row
+        rows, fields = _read_csv(path)
+    else:
+        rows, fields = [], []
+        text = path.read_bytes().decode() if path.is_file() else ""
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut off by a kill
+                continue
+            if isinstance(row, dict):  # (a cut line may still parse, as a number)
+                rows.append(row)
+    by_step: dict[int, dict] = {}
+    if step is not None:
+        for row in [*history, *rows]:  # a report Tune wrote wins over the checkpoint's record
+            at_step = _step(row)
+            if at_step is not None and at_step <= step:
+                by_step[at_step] = row
+    kept = [by_step[s] for s in sorted(by_step)]
+    if path.suffix == ".csv":
+        out = io.StringIO()
+        if kept:
+            writer = csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\r\n")
+            writer.writeheader()
+            writer.writerows(kept)
+        text = out.getvalue()
+    else:
+        text = "".join(json.dumps(row) + "\n" for row in kept)
+    if not text and not path.is_file():
+        return
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_bytes(text.encode())
+    tmp.replace(path)
+
+
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    lines = path.read_bytes().decode().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # a row cut off by a kill
+    reader = csv.DictReader(lines)
+    rows = [row for row in reader if None not in row]  # a row with more fields than the header
+    return rows, list(reader.fieldnames or [])
+
+
+def _step(row: dict) -> int | None:
+    try:
+        return int(float(row.get("step")))
+    except (TypeError, ValueError):
+        return None

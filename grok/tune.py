@@ -25,6 +25,8 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.train._internal.session import _TrainingResult
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, Repeater
 from ray.tune.search.optuna import OptunaSearch
@@ -35,7 +37,15 @@ from grok.cli import out_of_space
 from grok.config import Config, apply_overrides
 from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
-from grok.resume import EXPERIMENT_STATE, back_up_state, newest_state_files
+from grok.resume import (
+    EXPERIMENT_STATE,
+    HISTORY,
+    back_up_state,
+    checkpoint_history,
+    cut_reports,
+    newest_state_files,
+    repair_trial,
+)
 from grok.reuse import REUSED_FROM, RunStore, StoredRun, code_fingerprint, run_key
 from grok.search import Domain
 from grok.storage import Location, at, resolve
@@ -43,7 +53,6 @@ from grok.tracking import Tracking
 from grok.train import EvalEvent, Trainer, resolve_device
 
 NODE = "node_id"  # reported with every result: the Ray node the trial ran on
-HISTORY = "reports.json"  # in a checkpoint of a trial that files its run: the reports so far
 
 
 def trial_threads(cpus: float) -> int:
@@ -91,18 +100,19 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None 
             return
         with tempfile.TemporaryDirectory() as tmp:
             folder = event.trainer.save_checkpoint(Path(tmp) / "checkpoint")
-            if store:
-                if event.final and history[0]["step"] == 0:  # the whole run, not a resumed part
-                    context = tune.get_context()
-                    origin = {
-                        "experiment": context.get_experiment_name(),
-                        "trial": context.get_trial_name(),
-                        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                        "config": cfg.to_dict(),
-                        "code": code_fingerprint(),
-                    }
-                    store.put(key, history, folder, origin)  # the store keeps reports apart
-                (folder / HISTORY).write_text(json.dumps(history))  # for a resume of this trial
+            if store and event.final and history[0]["step"] == 0:  # the whole run, not a part
+                context = tune.get_context()
+                origin = {
+                    "experiment": context.get_experiment_name(),
+                    "trial": context.get_trial_name(),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                    "config": cfg.to_dict(),
+                    "code": code_fingerprint(),
+                }
+                store.put(key, history, folder, origin)  # the store keeps reports apart
+            # The reports so far: a resumed trial carries them on, and its result.json is made
+            # whole from them where a kill left it behind (grok/resume.py).
+            (folder / HISTORY).write_text(json.dumps(history))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     trainer.fit(report)
@@ -222,6 +232,78 @@ class BackUpState(tune.Callback):
             stop_for_space(err)
 
 
+class RepairResumePoint(tune.Callback):
+    """Before a trial that has run starts again (--resume, or a retry), makes the checkpoint it
+    resumes from one storage holds whole (grok/resume.py `repair_trial`): Tune's saved state may
+    name one pruned after the save. Runs before Tune starts the trial's worker, which numbers
+    its next checkpoint after the trial's `current_checkpoint_index`; reaches into Tune's
+    bookkeeping of the trial's checkpoints (Ray 2.60)."""
+
+    def __init__(self):
+        self._settled: set[tuple[str, str | None]] = set()  # (trial id, checkpoint) checked
+
+    def on_step_begin(self, iteration, trials, **info):
+        for trial in trials:
+            if trial.status != "PENDING" or not trial.storage.trial_dir_name:
+                continue  # running or done, or new: nothing to resume
+            manager = trial.run_metadata.checkpoint_manager
+            latest = manager.latest_checkpoint_result
+            named = Path(latest.checkpoint.path).name if latest else None
+            if (trial.trial_id, named) in self._settled:
+                continue
+            folder = Location(trial.storage.storage_filesystem, trial.storage.trial_fs_path, "")
+            point = repair_trial(folder, named)
+            self._settled.add((trial.trial_id, point.name))
+            known = manager._checkpoint_results
+            kept = [r for r in known if Path(r.checkpoint.path).name in point.kept]
+            if point.name == named and len(kept) == len(known):
+                continue  # Tune's bookkeeping holds: only folders it never knew were deleted
+            manager._checkpoint_results = kept
+            if point.name is None:
+                manager._latest_checkpoint_result = None
+            elif point.name != named:
+                where = folder / point.name
+                same = [r for r in kept if Path(r.checkpoint.path).name == point.name]
+                if same:
+                    manager._latest_checkpoint_result = same[0]
+                else:  # newer than the saved state: Tune learns of it, scored by its report
+                    reports = [r for r in checkpoint_history(where) if r.get("step") == point.step]
+                    metrics = reports[-1] if reports else {"step": point.step}
+                    checkpoint = tune.Checkpoint(where.path, folder.fs)
+                    manager.register_checkpoint(_TrainingResult(checkpoint, dict(metrics)))
+            trial.storage.current_checkpoint_index = point.index
+            trial.invalidate_json_state()
+            trial.run_metadata.invalidate_cache()
+
+
+class _ReportsFromResumePoint:
+    """A trial's reports file as a (re)started trial goes on with it: Tune copies it back from
+    storage, where a kill may have left it behind the checkpoint or ahead of it; it is cut back
+    to the checkpoint the trial resumes from, one report per step (grok/resume.py)."""
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        super()._restore_from_remote(file_name, trial)
+        point = trial.latest_checkpoint_result
+        step, history = None, []
+        if point:
+            checkpoint = point.checkpoint
+            history = checkpoint_history(Location(checkpoint.filesystem, checkpoint.path, ""))
+            step = point.metrics.get("step", history[-1]["step"] if history else None)
+        cut_reports(Path(trial.local_path, file_name), step, history)
+
+
+class JsonLogger(_ReportsFromResumePoint, JsonLoggerCallback):
+    """Tune's result.json, one report per step across restarts."""
+
+
+class CSVLogger(_ReportsFromResumePoint, CSVLoggerCallback):
+    """Tune's progress.csv, one row per step across restarts; set up as the trial starts (Tune
+    waits for its first report, by when a new checkpoint may be the trial's latest)."""
+
+    def log_trial_start(self, trial) -> None:
+        self._setup_trial(trial)
+
+
 def _search_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
     """The param space and the TuneConfig arguments of a search."""
     s = exp.search
@@ -277,9 +359,12 @@ def build_tuner(
         # MarkStopped first: the loggers write the status it sets.
         callbacks=[
             MarkStopped(),
+            RepairResumePoint(),
             BackUpState(),
             TrialErrors(),
             *logger_callbacks(exp.name, exp.base.to_dict(), tracking or Tracking()),
+            CSVLogger(),
+            JsonLogger(),
         ],
         verbose=verbose,
     )

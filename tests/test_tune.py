@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +17,6 @@ from grok.checkpoint import MANIFEST
 from grok.config import ConfigError
 from grok.experiment import load_experiment
 from grok.results import BOOKKEEPING, find_checkpoint, read_reports, trial_dirs
-from grok.resume import BACKUP
 from grok.reuse import REUSED_FROM
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -322,88 +316,6 @@ def test_sanity_experiment_runs_under_tune(tmp_path, ray_address):
     assert answer.stdout.strip().splitlines()[-1] == "I love machine learning"
 
 
-def test_killed_sweep_resumes_to_the_same_final_metrics(tmp_path, ray_address):
-    config = {**TINY, "train": {**TINY["train"], "steps": 1500, "checkpoint_every": 100}}
-    grid = {"seed": [0, 1]}
-    path = write_experiment(tmp_path / "resume.yaml", "resume", config, grid)
-    storage = tmp_path / "results"
-    folder = storage / "resume"
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # save experiment state often
-    driver = subprocess.Popen(
-        [
-            sys.executable,
-            "tune_main.py",
-            str(path),
-            "--storage",
-            str(storage),
-            "--address",
-            ray_address,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Killed once both trials have a report naming a checkpoint in their result.json (a
-    # checkpoint folder alone can arrive before the report that names it, and a kill then would
-    # leave an empty result.json) and Tune's state and its backup are in the folder.
-    deadline = time.time() + 240
-    while True:
-        done = [
-            t
-            for t in folder.glob("seed=*")
-            if any(r.get("checkpoint_dir_name") for r in read_reports(t))
-        ]
-        saved = [folder.glob("experiment_state-*.json"), (folder / BACKUP).glob("experiment_*")]
-        if len(done) == 2 and all(list(files) for files in saved):
-            break
-        if driver.poll() is not None or time.time() > deadline:
-            driver.kill()
-            driver.wait()
-            pytest.fail(f"no checkpoint reported in both trials before the kill: {done}")
-        time.sleep(0.2)
-    time.sleep(1.0)
-    before = {t.name: read_reports(t) for t in trial_dirs(folder)}
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    # Tune copies each result.json into the folder over the previous copy: a kill during that
-    # copy leaves it cut off, even empty. Each trial's reports are the longer of what was read
-    # just before the kill and what is left after it.
-    reports = {
-        t.name: max(read_reports(t), before.get(t.name, []), key=len) for t in trial_dirs(folder)
-    }
-    unfinished = [name for name, rows in reports.items() if rows[-1]["status"] != "finished"]
-    assert unfinished, "the sweep finished before it could be killed; make it longer"
-    # The worst moment to die: while Tune was copying its state into the folder, cut off.
-    state = max(folder.glob("experiment_state-*.json"))
-    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-
-    resumed = run_cli(
-        "tune_main.py",
-        str(path),
-        "--storage",
-        str(storage),
-        "--resume",
-        "--address",
-        ray_address,
-        env={"TUNE_GLOBAL_CHECKPOINT_S": "0"},
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for name in unfinished:  # they went on from a checkpoint, not from step 0
-        restarts = [
-            r
-            for r in read_reports(folder / name)
-            if r["iterations_since_restore"] == 1 and r["step"] > 0
-        ]
-        assert restarts, f"{name} did not resume from a checkpoint"
-
-    clean, clean_folder, _ = sweep(
-        tmp_path / "clean", ray_address, name="resume", grid=grid, config=config
-    )
-    assert clean.returncode == 0
-    assert final_metrics(folder) == final_metrics(clean_folder)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -420,3 +332,85 @@ def test_trial_device_uses_a_gpu_only_when_the_trial_has_one(monkeypatch):
     monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: True)
     assert gtune.trial_device("auto", 0.25).type == "cuda"  # a fractional GPU is a GPU
     assert gtune.trial_device("auto", 0).type == "cpu"
+
+
+class FakeStorage:
+    """What RepairResumePoint reads of a trial's StorageContext."""
+
+    def __init__(self, folder: Path, index: int):
+        import pyarrow.fs as pafs
+
+        self.storage_filesystem = pafs.LocalFileSystem()
+        self.trial_fs_path = str(folder)
+        self.trial_dir_name = folder.name
+        self.current_checkpoint_index = index
+
+
+class FakeTrial:
+    """A trial as Tune restores it from its saved state: Tune's own checkpoint bookkeeping."""
+
+    def __init__(self, folder: Path, registered: list[int]):
+        from ray.train._internal.checkpoint_manager import _CheckpointManager
+        from ray.train._internal.session import _TrainingResult
+
+        self.trial_id, self.status = "t1", "PENDING"
+        self.storage = FakeStorage(folder, max(registered))
+        config = gtune.tune.CheckpointConfig(2, "val/acc", "max")
+        self.manager = _CheckpointManager(config)
+        for index in registered:
+            checkpoint = gtune.tune.Checkpoint(str(folder / f"checkpoint_{index:06d}"))
+            metrics = {"step": 10 * (index + 1), "val/acc": 0.5}
+            self.manager.register_checkpoint(_TrainingResult(checkpoint, metrics))
+        self.run_metadata = type("M", (), {"checkpoint_manager": self.manager})()
+        self.run_metadata.invalidate_cache = lambda: None
+        self.stale = False
+
+    def invalidate_json_state(self):
+        self.stale = True
+
+
+def test_a_trial_whose_named_checkpoint_was_pruned_resumes_from_its_newest_whole_one(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    make_checkpoint(folder, 1, 20)
+    trial = FakeTrial(folder, [1, 2])  # the state saved when checkpoint 2 was the latest
+    for index, step in ((3, 40), (4, 50)):  # the killed run went on; pruning took 2
+        make_checkpoint(folder, index, step)
+    (make_checkpoint(folder, 5, 60) / "model.pt").write_bytes(b"")  # cut off by the kill
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    latest = trial.manager.latest_checkpoint_result
+    assert Path(latest.checkpoint.path).name == "checkpoint_000004"
+    assert latest.metrics == {"step": 50, "val/acc": 0.05}  # its report, from its record
+    assert trial.storage.current_checkpoint_index == 4  # the next one is checkpoint_000005
+    kept = {Path(r.checkpoint.path).name for r in trial.manager.best_checkpoint_results}
+    assert "checkpoint_000002" not in kept and "checkpoint_000004" in kept
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkpoint_000001",
+        "checkpoint_000003",
+        "checkpoint_000004",
+    ]
+    assert trial.stale  # the next save of Tune's state says so
+
+
+def test_a_trial_whose_checkpoints_are_all_gone_starts_again_from_step_0(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    trial = FakeTrial(folder, [0])
+    (make_checkpoint(folder, 0, 10) / MANIFEST).unlink()  # its deletion cut short
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    assert trial.manager.latest_checkpoint_result is None
+    assert trial.manager.best_checkpoint_results == []
+    assert trial.storage.current_checkpoint_index == -1 and not list(folder.iterdir())
+
+
+def test_a_whole_named_checkpoint_is_what_the_trial_resumes_from(tmp_path):
+    from test_resume import make_checkpoint
+
+    folder = tmp_path / "seed=0"
+    make_checkpoint(folder, 0, 10)
+    trial = FakeTrial(folder, [0])
+    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    assert Path(trial.manager.latest_checkpoint_result.checkpoint.path).name == "checkpoint_000000"
+    assert not trial.stale and trial.storage.current_checkpoint_index == 0
