@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ray import tune
 
-from grok import cluster
+from grok import callbacks, cluster
 from grok import tune as gtune
 from grok.experiment import Experiment
 from grok.results import read_record, same_experiment, write_record
@@ -135,11 +135,11 @@ def run(
     else:
         write_record(exp, folder, command)
         tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
-    # A trial's failure is one line (grok.tune.TrialErrors); its traceback is in its error.txt.
+    # A trial's failure is one line (grok.callbacks.TrialErrors); its traceback is in its error.txt.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     results = tuner.fit()
-    if gtune.FULL:  # stopped for want of space (grok.tune.stop_for_space)
-        raise gtune.FULL.pop()
+    if callbacks.FULL:  # stopped for want of space (grok.callbacks.stop_for_space)
+        raise callbacks.FULL.pop()
     return results
 
 

@@ -13,6 +13,7 @@ from conftest import ROOT, TINY, VOLATILE, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
+from grok.callbacks import RepairResumePoint
 from grok.checkpoint import MANIFEST
 from grok.config import ConfigError
 from grok.experiment import load_experiment
@@ -378,7 +379,7 @@ def test_a_trial_whose_named_checkpoint_was_pruned_resumes_from_its_newest_whole
     for index, step in ((3, 40), (4, 50)):  # the killed run went on; pruning took 2
         make_checkpoint(folder, index, step)
     (make_checkpoint(folder, 5, 60) / "model.pt").write_bytes(b"")  # cut off by the kill
-    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    RepairResumePoint().on_step_begin(0, [trial])
     latest = trial.manager.latest_checkpoint_result
     assert Path(latest.checkpoint.path).name == "checkpoint_000004"
     assert latest.metrics == {"step": 50, "val/acc": 0.05}  # its report, from its record
@@ -399,7 +400,7 @@ def test_a_trial_whose_checkpoints_are_all_gone_starts_again_from_step_0(tmp_pat
     folder = tmp_path / "seed=0"
     trial = FakeTrial(folder, [0])
     (make_checkpoint(folder, 0, 10) / MANIFEST).unlink()  # its deletion cut short
-    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    RepairResumePoint().on_step_begin(0, [trial])
     assert trial.manager.latest_checkpoint_result is None
     assert trial.manager.best_checkpoint_results == []
     assert trial.storage.current_checkpoint_index == -1 and not list(folder.iterdir())
@@ -411,6 +412,6 @@ def test_a_whole_named_checkpoint_is_what_the_trial_resumes_from(tmp_path):
     folder = tmp_path / "seed=0"
     make_checkpoint(folder, 0, 10)
     trial = FakeTrial(folder, [0])
-    gtune.RepairResumePoint().on_step_begin(0, [trial])
+    RepairResumePoint().on_step_begin(0, [trial])
     assert Path(trial.manager.latest_checkpoint_result.checkpoint.path).name == "checkpoint_000000"
     assert not trial.stale and trial.storage.current_checkpoint_index == 0
