@@ -13,6 +13,7 @@ and prints around these functions.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -137,10 +138,27 @@ def run(
         tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
     # A trial's failure is one line (grok.callbacks.TrialErrors); its traceback is in its error.txt.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    results = tuner.fit()
+    for handler in logging.getLogger("ray").handlers:
+        handler.addFilter(full_disk_in_one_line)
+    try:
+        results = tuner.fit()
+    except Exception:  # on a full disk, Tune may fail to read back what it could not write
+        if callbacks.FULL:
+            raise callbacks.FULL.pop() from None
+        raise
     if callbacks.FULL:  # stopped for want of space (grok.callbacks.stop_for_space)
         raise callbacks.FULL.pop()
     return results
+
+
+def full_disk_in_one_line(record: logging.LogRecord) -> bool:
+    """Ray's log records of a write that failed for want of space, without their traceback: the
+    sweep stops and says so itself (grok.callbacks.stop_for_space)."""
+    error = record.exc_info[1] if record.exc_info else None
+    if error is not None and "No space left on device" in f"{error!r} {error.__cause__!r}":
+        record.msg = f"{record.getMessage().rstrip(': ')}: {str(error).splitlines()[0]}"
+        record.args, record.exc_info, record.exc_text = (), None, None
+    return True
 
 
 class Signals:

@@ -2,12 +2,13 @@
 
 With grok/sweep.py (which starts Ray), grok/cluster.py (which joins it, importing Ray inside
 `join`), grok/callbacks.py (the sweep's own Tune callbacks) and grok/loggers.py (Tune's logger
-callbacks, imported by build_tuner alone), the only module of the library that imports Ray. Results go to any filesystem pyarrow reaches
-(grok/storage.py); each report names the node that made it (`node_id`). A trial's Tune config
-holds just its varying values (dotted keys, as in the experiment's grid and search space); the
-experiment's base config travels with the trainable (`tune.with_parameters`) so each trial
-rebuilds its full `Config` and checks it. A search samples its space with Tune's random search
-or Optuna's TPE, repeating each point over the grid (the seeds).
+callbacks, imported by build_tuner alone), the only module of the library that imports Ray.
+Results go to any filesystem pyarrow reaches (grok/storage.py); each report names the node that
+made it (`node_id`). A trial's Tune config holds just its varying values (dotted keys, as in the
+experiment's grid and search space); the experiment's base config travels with the trainable
+(`tune.with_parameters`) so each trial rebuilds its full `Config` and checks it. A search samples
+its space with Tune's random search or Optuna's TPE, repeating each point over the grid (the
+seeds).
 """
 
 from __future__ import annotations

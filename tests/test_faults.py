@@ -159,5 +159,7 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     grow()
     again = run_cli(*shlex.split(resume)[1:], timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    ended = {t.name: read_reports(t)[-1] for t in trial_dirs(disk / "full")}
-    assert {r["status"] for r in ended.values()} == {"finished"}, ended
+    reports = {t.name: read_reports(t) for t in trial_dirs(disk / "full")}
+    assert {r[-1]["status"] for r in reports.values()} == {"finished"}, reports
+    for rows in reports.values():  # one report per step across the stop and the resume
+        assert len({r["step"] for r in rows}) == len(rows)
