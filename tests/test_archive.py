@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import wd_experiment
 
@@ -70,6 +71,7 @@ def test_archive_cli_refuses_what_is_not_a_results_folder(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_committed_report_rebuilds_from_its_archive(tmp_path):
     """report/ is built from report/data: a fresh clone rebuilds every table and the text."""
     import shutil
