@@ -24,7 +24,11 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A setting, experiment file or command-line value that cannot be used."""
+    """A setting, experiment file or command-line value that cannot be used. Its message is one
+    line: a line break in it (from a key or value the user wrote) is shown escaped."""
+
+    def __init__(self, message: object = ""):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def bounds(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):

@@ -90,7 +90,7 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None 
 
     def report(event: EvalEvent) -> None:
         metrics = {**event.metrics, NODE: node}
-        history.append(event.metrics)
+        history.append(metrics)  # what result.json holds, should a resume rebuild it from here
         if not event.checkpoint_due:
             tune.report(metrics)
             return

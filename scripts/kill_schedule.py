@@ -157,7 +157,7 @@ def install_driver() -> None:
     from ray.tune.execution.tune_controller import TuneController
 
     import grok.resume
-    from grok import tune as gtune
+    from grok import callbacks
 
     save = TuneController.save_to_dir
 
@@ -192,7 +192,7 @@ def install_driver() -> None:
 
         return _traced("pruning", lambda: delete(fs, fs_path), cut)
 
-    back_up = gtune.back_up_state
+    back_up = callbacks.back_up_state
 
     def back_up_state(staging, experiment):
         def cut(c):
@@ -227,7 +227,7 @@ def install_driver() -> None:
     TuneController.save_to_dir = save_to_dir
     storage._upload_to_fs_path = upload_to_fs_path
     checkpoint_manager._delete_fs_path = delete_fs_path
-    gtune.back_up_state = back_up_state
+    callbacks.back_up_state = back_up_state
     ray.init = ray_init
 
 

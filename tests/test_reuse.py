@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from test_imports import import_graph
+
 from grok.config import Config, apply_overrides
 from grok.reuse import TRAINING_CODE, RunStore, code_fingerprint, run_key
 
@@ -34,3 +36,13 @@ def test_an_entry_without_its_origin_is_never_read(tmp_path):
     (tmp_path / "store" / "k" / "origin.json").unlink()  # as if the writer died before the end
     assert store.find("k") is None
     assert json.loads((tmp_path / "store" / "k" / "reports.jsonl").read_text().splitlines()[1])
+
+
+def test_the_fingerprint_covers_every_module_the_trainer_imports():
+    graph, todo, seen = import_graph(), ["grok.train"], set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += graph[name]
+    assert {f"grok.{f[:-3]}" for f in TRAINING_CODE} == seen
