@@ -154,7 +154,11 @@ def checkpoint_folders(trial: Location) -> dict[int, Location]:
     """A trial's checkpoint folders in storage by their index, whole or not."""
     selector = pafs.FileSelector(trial.path, allow_not_found=True)
     found = {}
-    for info in trial.fs.get_file_info(selector):
+    try:
+        listed = trial.fs.get_file_info(selector)
+    except FileNotFoundError:  # a trial folder that is not there yet (or is being moved)
+        return {}
+    for info in listed:
         m = CHECKPOINT_DIR.match(info.base_name)
         if m and info.type == pafs.FileType.Directory:
             found[int(m.group(1))] = trial / info.base_name
