@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import shlex
 import sys
 
@@ -59,3 +60,15 @@ def resume_command(command: list[str], words: list[str], *extra: str) -> str:
 def out_of_space(err: OSError) -> bool:
     """Whether a write failed because the disk (or the user's quota) is full."""
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk(where: object, err: OSError, again: str) -> int:
+    """A write that failed for want of space, as one line naming `where` and the command that
+    continues (`again`); the exit status 1. Any other OSError is raised again."""
+    if not out_of_space(err):
+        raise err
+    print(
+        f"error: {where}: out of space ({os.strerror(err.errno)}); free some, then {again}",
+        file=sys.stderr,
+    )
+    return 1

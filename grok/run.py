@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import os
 import sys
 from pathlib import Path
 
 from grok.checkpoint import CheckpointError
-from grok.cli import Parser, add_experiment, fail, out_of_space, resume_command
+from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
 from grok.config import Config, dump_config
 from grok.display import ProgressDisplay
 from grok.experiment import Experiment, load_experiment, trial_name
@@ -128,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted at step {trainer.step}; {again}", file=sys.stderr)
         return 130
     except OSError as err:
-        if not out_of_space(err):
-            raise
-        print(
-            f"error: {out}: out of space ({os.strerror(err.errno)}); free some, then {again}",
-            file=sys.stderr,
-        )
-        return 1
+        return full_disk(out, err, again)
     print(
         f"done: {final.get('status', trainer.status)} at step {trainer.step}; "
         f"test acc 99% at step {final.get('grok/test_acc_99_step')}; "

@@ -20,7 +20,7 @@ import sys
 import torch
 
 from grok import cluster, plan, storage
-from grok.cli import Parser, add_experiment, fail, out_of_space, resume_command
+from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
 from grok.schema import ConfigError
@@ -153,13 +153,7 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
         print(f"interrupted; {again}", file=sys.stderr)
         return 128 + (signals.received or signal.SIGINT)
     except OSError as err:
-        if not out_of_space(err):
-            raise
-        print(
-            f"error: {folder}: out of space ({os.strerror(err.errno)}); free some, then {again}",
-            file=sys.stderr,
-        )
-        return 1
+        return full_disk(folder, err, again)
     if signals.received:
         print(f"interrupted by {signal.Signals(signals.received).name}; {again}", file=sys.stderr)
         return 128 + signals.received
