@@ -84,12 +84,15 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
     if task.kind == "modular":
         op, out = operation(task.op), []
         names = op.elements(task.p)
+        # A prompt's tokens are its parts' tokens (an element, the symbol, an element, '='),
+        # so each part is encoded once rather than every prompt (4 million at the largest p).
+        ids = [tok.encode(name) for name in names]
+        symbol, equals = tok.encode(op.symbol), tok.encode("=")
+        answers = [_answer_ids(tok, name) for name in names]
         for a, b, c in op.table(task.p):
             prompt = op.prompt(names[a], names[b])
-            answer = names[c]
-            out.append(
-                Example(prompt, answer, tok.encode(prompt), _answer_ids(tok, answer), a=a, b=b, c=c)
-            )
+            p_ids = ids[a] + symbol + ids[b] + equals
+            out.append(Example(prompt, names[c], p_ids, answers[c], a=a, b=b, c=c))
         return out
     if task.kind == "text":
         lines = [task.text]
@@ -133,30 +136,39 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
 def _tensorize(name: str, examples: list[Example], pad_id: int) -> Split:
     seqs = [e.prompt_ids + e.answer_ids for e in examples]
     t = max((len(s) for s in seqs), default=2) - 1
-    x = torch.full((len(seqs), t), pad_id, dtype=torch.long)
-    y = torch.full((len(seqs), t), IGNORE, dtype=torch.long)
-    for i, (seq, e) in enumerate(zip(seqs, examples)):
-        x[i, : len(seq) - 1] = torch.tensor(seq[:-1])
-        start = len(e.prompt_ids) + e.masked  # first answer token that is scored
-        for j in range(start, len(seq)):
-            y[i, j - 1] = seq[j]
+    # Each sequence right-padded to t + 1 tokens: x reads positions :t, y the next token.
+    full = torch.tensor([s + [pad_id] * (t + 1 - len(s)) for s in seqs], dtype=torch.long)
+    full = full.reshape(len(seqs), t + 1)
+    length = torch.tensor([len(s) for s in seqs], dtype=torch.long).unsqueeze(1)
+    # the first answer token that is scored, as a position of y
+    first = torch.tensor([len(e.prompt_ids) + e.masked - 1 for e in examples], dtype=torch.long)
+    pos = torch.arange(t)
+    past_end = pos >= length - 1  # (N, t): no input token there (the last token is not read)
+    x = full[:, :t].masked_fill(past_end, pad_id)
+    y = full[:, 1:].masked_fill(past_end | (pos < first.unsqueeze(1)), IGNORE)
     pad = x == pad_id
     cols = torch.nonzero((y != IGNORE).any(0)).flatten()
     return Split(name, x, y, cols, pad if pad.any() else None, examples)
 
 
+def split_examples(task: TaskConfig, tok: Tokenizer | None = None) -> dict[str, list[Example]]:
+    """Each split's examples in table order, without tensors (what a report counts and shows)."""
+    examples = build_examples(task, tok or build_tokenizer(task))
+    idx = split_indices(len(examples), task.train_fraction, task.val_fraction, task.data_seed)
+    return {name: [examples[i] for i in sorted(ids)] for name, ids in zip(SPLITS, idx)}
+
+
 def build_splits(task: TaskConfig, tok: Tokenizer | None = None) -> dict[str, Split]:
     tok = tok or build_tokenizer(task)
-    examples = build_examples(task, tok)
-    idx = split_indices(len(examples), task.train_fraction, task.val_fraction, task.data_seed)
     return {
-        name: _tensorize(name, [examples[i] for i in sorted(ids)], tok.pad_id)
-        for name, ids in zip(SPLITS, idx)
+        name: _tensorize(name, examples, tok.pad_id)
+        for name, examples in split_examples(task, tok).items()
     }
 
 
-def describe(task: TaskConfig, splits: dict[str, Split]) -> str:
-    """A short Markdown description of how the data was made and the split sizes."""
+def describe(task: TaskConfig, splits: dict[str, Split] | dict[str, list[Example]]) -> str:
+    """A short Markdown description of how the data was made and the split sizes (of splits as
+    tensors or as lists of examples)."""
     total = sum(len(s) for s in splits.values())
     if task.kind == "modular":
         op = operation(task.op)

@@ -124,7 +124,7 @@ def task_label(task: TaskConfig) -> str:
 def data_section(present: list[Results], listed: list[TaskConfig]) -> str:
     """Split sizes of the `listed` tasks and of every task of the experiments present; how the
     data is made, per op and p."""
-    from grok.data import SPLITS, build_splits, describe  # torch: the splits are tensors
+    from grok.data import SPLITS, describe, split_examples  # grok.data loads torch
 
     tasks: dict[str, tuple[TaskConfig, list[str]]] = {repr(t): (t, []) for t in listed}
     for res in present:
@@ -139,7 +139,7 @@ def data_section(present: list[Results], listed: list[TaskConfig]) -> str:
     rows, described = [], {}
     for task, names in tasks.values():
         try:
-            splits = build_splits(task)
+            splits = split_examples(task)
         except ConfigError as err:
             rows.append([task_label(task), "-", "-", "-", str(err), "", "", "", ""])
             continue

@@ -180,7 +180,7 @@ def budget_text(res: Results, study: Study) -> str:
 
 def weights_text(res: Results, out: Path) -> str:
     """The shipped weights-only model of this experiment, if any, and how to query it."""
-    from grok.data import build_splits  # torch: loaded only when weights are shipped
+    from grok.data import split_examples  # grok.data loads torch: only when weights are shipped
 
     folder = out / WEIGHTS / res.name
     if not is_checkpoint(folder):
@@ -188,11 +188,11 @@ def weights_text(res: Results, out: Path) -> str:
     try:
         cfg = load_config(folder / "config.yaml")
         step = read_manifest(folder).get("step")
-        test = build_splits(cfg.task)["test"]
+        test = split_examples(cfg.task)["test"]
     except (ConfigError, OSError, ValueError):
         return f"Weights in `{folder}` could not be read."
     # A held-out equation that is not trivial (no operand 0 or 1), for the command below.
-    first = next((e for e in test.examples if (e.a or 0) > 1 and (e.b or 0) > 1), test.examples[0])
+    first = next((e for e in test if (e.a or 0) > 1 and (e.b or 0) > 1), test[0])
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     return (
         f"Shipped model: `{WEIGHTS}/{res.name}/` ({size:.1f} MB, weights only, seed "
