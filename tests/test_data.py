@@ -10,8 +10,9 @@ from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
 from grok import write_splits
 from grok.config import Config, ConfigError, TaskConfig
-from grok.data import IGNORE, SPLITS, build_splits, modular_equations
-from grok.tokenizer import char_tokenizer
+from grok.data import IGNORE, SPLITS, build_examples, build_splits, modular_equations
+from grok.operations import OPERATIONS
+from grok.tokenizer import build_tokenizer, char_tokenizer
 from grok.train import Trainer
 
 COUNTS = [("+", 97, 9409), ("-", 97, 9409), ("/", 97, 9312), ("+", 113, 12769), ("/", 113, 12656)]
@@ -88,6 +89,17 @@ def scored_text(task: TaskConfig) -> str:
     tok = char_tokenizer()
     y = build_splits(task, tok)["train"].y[0]
     return tok.decode(y[y != IGNORE].tolist())
+
+
+@pytest.mark.parametrize("tokenizer", ["number", "char"])
+def test_an_equations_tokens_are_its_text_encoded_for_every_operation(tokenizer):
+    for op in OPERATIONS:
+        task = TaskConfig(op=op, p=7, tokenizer=tokenizer)
+        tok = build_tokenizer(task)
+        eos = [] if tokenizer == "number" else [tok.eos_id]
+        for e in build_examples(task, tok):
+            assert e.prompt_ids == tok.encode(e.prompt), (op, e.prompt)
+            assert e.answer_ids == tok.encode(e.answer) + eos, (op, e.answer)
 
 
 def test_text_task_starts_with_bos_and_scores_every_character_and_eos():
