@@ -84,6 +84,11 @@ class Operation:
         bs = range(1, n) if self.nonzero_b else range(n)
         return [(a, b, self.answer(a, b, p)) for a in range(n) for b in bs]
 
+    def size(self, p: int) -> int:
+        """How many equations `table(p)` holds, without making them."""
+        n = len(self.elements(p))
+        return n * (n - 1 if self.nonzero_b else n)
+
     def label(self, p: int) -> str:
         """The task in a table, in the operands' letters a and b: `a+b mod 97`,
         `a^2+ab+b^2 mod 97`, `a*b*a^-1 in S5`."""

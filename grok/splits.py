@@ -30,5 +30,5 @@ def n_test(task: TaskConfig) -> int | None:
     """Equations in the test split of a modular task; None for text tasks (sized by their file)."""
     if task.kind != "modular":
         return None
-    n = len(operation(task.op).table(task.p))
+    n = operation(task.op).size(task.p)
     return split_sizes(n, task.train_fraction, task.val_fraction)[2]

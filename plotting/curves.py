@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
-from plotting.figures import save_png
+from plotting.figures import panel_grid, save_png
 from plotting.frames import (
     Results,
     group_rows,
@@ -57,7 +57,10 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
     """One row per group: accuracy, loss, and (if reported and asked for) the parameter norm."""
     panels = ["acc", "loss"] + (["param_norm"] if param_norm and res.has("param_norm") else [])
     groups = list(group_rows(res, res.frame))
-    fig = Figure(figsize=(4.2 * len(panels), 2.9 * len(groups) + 0.6), layout="constrained")
+    several = any(rows["trial"].nunique() > 1 for _, _, rows in groups)
+    runs = "the searched recipes' runs" if res.searched else "seeds"
+    note = f": thin lines are {runs}; band: min-max over them" if several else ""
+    fig = panel_grid(len(groups), len(panels), 3.3, 2.1, res.name + note)
     axes = fig.subplots(len(groups), len(panels), squeeze=False, sharex=True)
     for row, (label, _, rows) in zip(axes, groups):
         seeds = rows["trial"].nunique()
@@ -80,10 +83,6 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
     axes[0][0].legend(fontsize=8, loc="best")
     for ax in axes[-1]:
         ax.set_xlabel("optimization step (log)")
-    several = any(rows["trial"].nunique() > 1 for _, _, rows in groups)
-    runs = "the searched recipes' runs" if res.searched else "seeds"
-    note = f": thin lines are {runs}; band: min-max over them" if several else ""
-    fig.suptitle(res.name + note)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path, 110)
     return path

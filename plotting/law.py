@@ -42,12 +42,14 @@ def bootstrap(runs: pd.DataFrame, key: str, n: int = BOOTSTRAPS) -> tuple[float,
     if len(seeds) < 2:
         return None
     rng = np.random.default_rng(0)
-    by_seed = {s: runs[runs["seed"] == s] for s in seeds}
+    x = {s: runs.loc[runs["seed"] == s, key].to_numpy(float) for s in seeds}
+    y = {s: runs.loc[runs["seed"] == s, "test_step"].to_numpy(float) for s in seeds}
     slopes = []
     for _ in range(n):
-        drawn = pd.concat([by_seed[s] for s in rng.choice(seeds, size=len(seeds))])
-        if drawn[key].nunique() >= 2:
-            slopes.append(fit(drawn[key].to_numpy(float), drawn["test_step"].to_numpy(float))[0])
+        drawn = rng.choice(seeds, size=len(seeds))
+        xs = np.concatenate([x[s] for s in drawn])
+        if len(np.unique(xs)) >= 2:
+            slopes.append(fit(xs, np.concatenate([y[s] for s in drawn]))[0])
     lo, hi = np.percentile(slopes, [2.5, 97.5])
     return float(lo), float(hi)
 

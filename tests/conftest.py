@@ -137,8 +137,14 @@ SLOW_TESTS = {
 }
 
 
+# Session fixtures that are costly to start twice: their tests share one pytest-xdist worker.
+SHARED_FIXTURES = {"s3", "multinode", "spread_sweep"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SLOW_FIXTURES & fixtures or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if SHARED_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.xdist_group("cluster"))

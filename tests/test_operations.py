@@ -331,3 +331,10 @@ def test_each_operation_has_its_own_label_in_the_operands_letters():
     assert labels["/"] == "a/b mod 97" and labels["x^2+xy+y^2"] == "a^2+ab+b^2 mod 97"
     assert labels["s5:x*y*x^-1"] == "a*b*a^-1 in S5"
     assert not any(c in label for label in labels.values() for c in "xy")
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_an_operations_size_is_its_tables_length(name):
+    op = operation(name)
+    for p in (5, 7):
+        assert op.size(p) == len(op.table(p))
