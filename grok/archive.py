@@ -31,6 +31,7 @@ from grok.results import (
     REPORTS_ARCHIVED,
     is_experiment,
     is_trial,
+    portable_command,
     read_record,
     read_reports,
 )
@@ -53,6 +54,8 @@ def archive(src: Path, out: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     record[ARCHIVED_FROM] = str(src)
+    if record.get("command"):  # as another user would type it: no folder of this machine
+        record["command"] = portable_command(record["command"])
     (tmp / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
     for trial in sorted(d for d in src.iterdir() if is_trial(d)):
         (tmp / trial.name).mkdir()

@@ -133,7 +133,11 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
         for name in WEIGHTS_FILES:
             shutil.copyfile(src / name, tmp / name)
 
-    extra = {"weights_only": True, "source": str(src)}
+    # Where it came from, relative to the working folder when under it: no path of this
+    # machine in a manifest that is shared.
+    here = Path.cwd()
+    source = src.resolve().relative_to(here) if src.resolve().is_relative_to(here) else src
+    extra = {"weights_only": True, "source": str(source)}
     return publish(final, WEIGHTS_FILES, read_manifest(src).get("step"), write, extra)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,25 @@ class SelectionError(ValueError):
 
 
 # ---------------------------------------------------------------- the record
+
+
+def portable_command(command: str) -> str:
+    """A recorded command as another user would type it: a `--storage` that names a folder of
+    the machine it ran on (an absolute path) is left out, so results go to the default
+    `results/`; an object-store URI or a relative folder stays."""
+    words, out, i = shlex.split(command), [], 0
+    while i < len(words):
+        word = words[i]
+        if word == "--storage" and i + 1 < len(words):
+            pair, value = words[i : i + 2], words[i + 1]
+        elif word.startswith("--storage="):
+            pair, value = [word], word.partition("=")[2]
+        else:
+            pair, value = [word], None
+        if value is None or not Path(value).is_absolute():
+            out += pair
+        i += len(pair)
+    return command if len(out) == len(words) else shlex.join(out)
 
 
 def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:

@@ -24,6 +24,7 @@ from grok.results import (
     EXPERIMENT_FILE,
     is_experiment,
     is_trial,
+    portable_command,
     read_params,
     read_record,
     read_reports,
@@ -62,7 +63,7 @@ class Results:
 
     @property
     def command(self) -> str:
-        return self.meta.get("command") or f"python tune_main.py {self.source}"
+        return portable_command(self.meta.get("command") or f"python tune_main.py {self.source}")
 
     @property
     def origin(self) -> str:

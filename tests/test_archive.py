@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import wd_experiment
 
 from grok.archive import archive
-from grok.results import REPORTS_ARCHIVED, read_reports, trial_dirs
+from grok.results import REPORTS_ARCHIVED, portable_command, read_reports, trial_dirs
 
 CHECKPOINT_LINES = ("Best checkpoint", "No checkpoint", "Best trial by")
 
@@ -90,3 +91,38 @@ def test_the_committed_report_rebuilds_from_its_archive(tmp_path):
         assert rebuilt == (ROOT / "report" / name).read_text(), name
     pngs = [p.name for p in (ROOT / "report").glob("*.png")]
     assert pngs and all((out / name).is_file() for name in pngs)
+
+
+def test_no_committed_report_file_names_a_folder_of_the_machine_it_was_made_on():
+    """Commands and manifests in report/ read as a user would type them, on any machine."""
+    machine = re.compile(r"(?<![\w.])/(?:work|home|root|Users|tmp|mnt|scratch)/")
+    texts = (".md", ".csv", ".yaml", ".json", ".txt")
+    found = []
+    for path in sorted((ROOT / "report").rglob("*")):
+        if path.suffix in texts:
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if machine.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line[:120]}")
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "command, typed",
+    [
+        ("python tune_main.py e.yaml --storage /work/study", "python tune_main.py e.yaml"),
+        (
+            "grok-sweep e.yaml --storage=/data/r --max-concurrent 2",
+            "grok-sweep e.yaml --max-concurrent 2",
+        ),
+        (
+            "python tune_main.py e.yaml --storage results",
+            "python tune_main.py e.yaml --storage results",
+        ),
+        (
+            "python tune_main.py e.yaml --storage s3://b/p",
+            "python tune_main.py e.yaml --storage s3://b/p",
+        ),
+    ],
+)
+def test_a_recorded_command_is_shown_without_this_machines_storage_folder(command, typed):
+    assert portable_command(command) == typed
