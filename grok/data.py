@@ -10,13 +10,15 @@ import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from grok.config import SETTINGS, Config, ConfigError, TaskConfig, get_dotted
 from grok.operations import operation
 from grok.splits import split_indices
 from grok.tokenizer import Tokenizer, build_tokenizer
+
+if TYPE_CHECKING:  # torch is loaded when splits become tensors: the checks run without it
+    import torch
 
 IGNORE = -100  # target value that the loss and accuracy skip
 SPLITS = ("train", "val", "test")
@@ -134,6 +136,8 @@ def build_examples(task: TaskConfig, tok: Tokenizer) -> list[Example]:
 
 
 def _tensorize(name: str, examples: list[Example], pad_id: int) -> Split:
+    import torch
+
     seqs = [e.prompt_ids + e.answer_ids for e in examples]
     t = max((len(s) for s in seqs), default=2) - 1
     # Each sequence right-padded to t + 1 tokens: x reads positions :t, y the next token.

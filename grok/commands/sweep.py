@@ -17,15 +17,12 @@ import shlex
 import signal
 import sys
 
-import torch
-
 from grok import cluster, plan, storage
 from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
-from plotting import summary
 
 # How the sweep was started: its record and the command that continues it say the same.
 SCRIPT = ("python", "tune_main.py")
@@ -83,6 +80,8 @@ def parse_args(argv):
 
 def local_size() -> tuple[float, float]:
     """The CPUs and GPUs a local Ray cluster would have: this machine's."""
+    import torch  # here, not above: a refusal or a dry run answers without loading it
+
     return float(os.cpu_count() or 1), float(torch.cuda.device_count())
 
 
@@ -157,6 +156,8 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
     if signals.received:
         print(f"interrupted by {signal.Signals(signals.received).name}; {again}", file=sys.stderr)
         return 128 + signals.received
+    from plotting import summary  # pandas: only once there are results to show
+
     view = storage.local_view(folder)
     summary.summarize(results, exp.score_metric, folder, view)
     if exp.search:
