@@ -101,6 +101,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch threads; None: keep
     threads: int | None = field(default=None, metadata=bounds(1, 1024))
+    # What the logits are scored with (grok/losses.py), and the precision they are scored in.
+    loss: Literal["cross_entropy", "stablemax", "mse"] = "cross_entropy"
+    loss_dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass
@@ -254,6 +257,18 @@ def _eval_interval(min_every: int, max_every: int):
 def _settled_needs_a_stop(settled: bool, after_grok_steps):
     if settled and after_grok_steps is None:
         return "stop.settled", "only used with stop.after_grok_steps (a number of steps)"
+    return None
+
+
+@rule("train.loss", "task.kind", "task.tokenizer")
+def _mse_needs_one_answer_token(loss: str, kind: str, tokenizer: str):
+    if loss == "mse" and (kind != "modular" or tokenizer != "number"):
+        return (
+            "train.loss",
+            "'mse' regresses each answer onto the one-hot vector of one token (Gromov 2023), "
+            f"a residue of the number tokenizer; task.kind {kind!r} with the {tokenizer!r} "
+            "tokenizer answers with a sequence of characters",
+        )
     return None
 
 

@@ -38,6 +38,7 @@ TRAINING_CODE = (
     "model.py",
     "grokfast.py",
     "optimizers.py",
+    "losses.py",
     "fourier.py",
     "crossings.py",
     "metrics.py",

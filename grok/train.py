@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
 from grok.config import Config, dump_config
@@ -26,6 +25,7 @@ from grok.crossings import Snapshots, snapshot_gap
 from grok.data import IGNORE, SPLITS, Split, build_data
 from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
+from grok.losses import loss_function
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
 from grok.optimizers import lr_at, make_decay_toward_init, make_optimizer
@@ -128,6 +128,7 @@ class Trainer:
         self.splits = {k: v.to(self.device) for k, v in splits.items()}
         self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = list(self.model.parameters())
+        self.loss = loss_function(cfg.train)
         self.optimizer = make_optimizer(cfg, self.params)
         self.grad_filter = make_filter(cfg.grokfast)
         self.decay_to_init = make_decay_toward_init(cfg, self.params)
@@ -148,7 +149,8 @@ class Trainer:
         return n if b == "full" else max(1, min(b, n // 2))  # the paper: at most half the split
 
     def loss_on(self, split: Split, rows: torch.Tensor | slice | None = None):
-        """Mean loss over the answer tokens of `rows`, with logits (B, K, V) and targets (B, K)."""
+        """The run's loss (train.loss, grok/losses.py), the mean over the answer tokens of `rows`,
+        with logits (B, K, V) and targets (B, K)."""
         x, y, pad = split.x, split.y, split.pad_mask
         if rows is not None:
             x, y = x[rows], y[rows]
@@ -156,8 +158,7 @@ class Trainer:
         cols = self.cols[split.name]
         logits = self.model(x, cols=cols, pad_mask=pad)
         targets = y[:, cols]
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        return loss, logits, targets
+        return self.loss(logits, targets), logits, targets
 
     def train_step(self) -> None:
         train = self.splits["train"]
@@ -185,9 +186,7 @@ class Trainer:
         self.model.eval()
         _, logits, targets = self.loss_on(self.splits[name], rows)
         scored = targets != IGNORE
-        loss_sum = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-        ).item()
+        loss_sum = self.loss(logits, targets, "sum").item()
         right = (logits.argmax(-1) == targets) | ~scored
         return loss_sum, int(scored.sum()), right.all(1)
 

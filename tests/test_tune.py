@@ -114,6 +114,13 @@ def test_dry_run_starts_and_writes_nothing(tmp_path, capsys):
             },
             "/nonexistent/lines.txt",
         ),
+        (  # one point of the grid regresses character answers onto one-hot vectors
+            {
+                "config": {"task": {"tokenizer": "char"}},
+                "grid": {"train.loss": ["stablemax", "mse"]},
+            },
+            "train.loss: 'mse'",
+        ),
         (  # one point of the grid has too few positions for the character-level equations
             {"config": {"task": {"tokenizer": "char"}}, "grid": {"model.max_len": [64, 4]}},
             "model.max_len: examples need 8 positions",

@@ -1,0 +1,85 @@
+"""The losses beyond the paper's recipe: each checked against
+numbers computed by hand, and refused in one line where it cannot apply. Their exact resumption
+is in test_knobs.py, their sweep in test_tune.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import TINY
+
+from grok.config import Config, ConfigError, TrainConfig, apply_overrides
+from grok.data import IGNORE
+from grok.losses import LOSSES, loss_function, mse, stablemax_cross_entropy
+from grok.train import Trainer
+
+
+def tiny(overrides: dict | None = None) -> Config:
+    return apply_overrides(Config.from_dict(TINY), overrides or {}, "test")
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_stablemax_matches_values_computed_by_hand():
+    # s(2, 0, -1) = (3, 1, 1/2), summing to 4.5: -log(3 / 4.5) = log 1.5, -log(0.5 / 4.5) = log 9
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [2.0, 0.0, -1.0], [7.0, 7.0, 7.0]]])
+    targets = torch.tensor([[0, 2, IGNORE]])
+    both = math.log(1.5) + math.log(9)
+    assert stablemax_cross_entropy(logits, targets).item() == pytest.approx(both / 2)
+    assert stablemax_cross_entropy(logits, targets, "sum").item() == pytest.approx(both)
+
+
+def test_stablemax_gradient_stays_finite_at_a_logit_of_exactly_one():
+    logits = torch.tensor([[[1.0, -2.0, 0.0]]], requires_grad=True)
+    stablemax_cross_entropy(logits, torch.tensor([[1]])).backward()
+    assert torch.isfinite(logits.grad).all()
+    # d/dx_0 of log(sum s) at x_0 = 1: s' = 1 over the sum 2 + 1/3 + 1
+    assert logits.grad[0, 0, 0].item() == pytest.approx(1 / (2 + 1 / 3 + 1))
+
+
+def test_mse_sums_the_squared_error_over_classes_and_averages_over_tokens():
+    logits = torch.tensor([[[0.5, -1.0, 2.0], [1.0, 0.0, 0.0], [9.0, 9.0, 9.0]]])
+    targets = torch.tensor([[2, 0, IGNORE]])
+    # (0.5^2 + 1^2 + (2 - 1)^2 + 0) over 2 scored tokens
+    assert mse(logits, targets).item() == pytest.approx(2.25 / 2)
+    assert mse(logits, targets, "sum").item() == pytest.approx(2.25)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_dtype_float64_scores_in_float64_and_gives_float32_gradients(name):
+    logits = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    targets = torch.tensor([[1, 4, IGNORE], [0, 2, 3]])
+    wide = loss_function(TrainConfig(loss=name, loss_dtype="float64"))(logits, targets)
+    narrow = loss_function(TrainConfig(loss=name))(logits, targets)
+    assert wide.dtype == torch.float64 and narrow.dtype == torch.float32
+    assert wide.item() == pytest.approx(LOSSES[name](logits.double(), targets).item(), abs=0)
+    wide.backward()
+    assert logits.grad.dtype == torch.float32
+
+
+def test_evaluation_reports_the_loss_the_run_trains_with():
+    trainer = Trainer(tiny({"train.loss": "mse"}))
+    trainer.model.eval()
+    with torch.no_grad():
+        loss, logits, targets = trainer.loss_on(trainer.splits["test"])
+    assert trainer.evaluate()["test/loss"] == pytest.approx(mse(logits, targets).item())
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"train.loss": "mse", "task.tokenizer": "char"}, "train.loss: 'mse'"),
+        ({"train.loss": "hinge"}, "train.loss"),
+        ({"train.loss_dtype": "float16"}, "train.loss_dtype"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_in_one_line(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        tiny(overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
