@@ -67,7 +67,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    # muon: Muon on the 2-D weight matrices inside the blocks at muon_lr, AdamW at lr on the rest
+    name: Literal["adamw", "adam", "sgd", "muon"] = "adamw"
     lr: float = field(default=1e-3, metadata=bounds(0, None, lo_open=True))
     beta1: float = field(default=0.9, metadata=bounds(0, 1, hi_open=True))
     beta2: float = field(default=0.98, metadata=bounds(0, 1, hi_open=True))
@@ -80,6 +81,11 @@ class OptimConfig:
     # Weight decay pulls toward zero, or toward the initial weights (decay_target: init).
     # adamw decays decoupled from the gradient; adam and sgd add it to the gradient (L2).
     decay_target: Literal["zero", "init"] = "zero"
+    muon_lr: float = field(default=0.02, metadata=bounds(0, None, lo_open=True))  # muon only
+    # Prieto et al. 2025 (⊥Grad): each parameter's gradient made orthogonal to it, norm kept.
+    orthogonal_grad: bool = False
+    # Liu et al. 2022 (Omnigrok): all the parameters held at this L2 norm, from the start.
+    fixed_norm: float | None = field(default=None, metadata=bounds(0, None, lo_open=True))
 
 
 @dataclass
@@ -269,6 +275,20 @@ def _mse_needs_one_answer_token(loss: str, kind: str, tokenizer: str):
             f"a residue of the number tokenizer; task.kind {kind!r} with the {tokenizer!r} "
             "tokenizer answers with a sequence of characters",
         )
+    return None
+
+
+@rule("optim.name", "optim.decay_target")
+def _muon_decays_toward_zero(name: str, target: str):
+    if name == "muon" and target == "init":
+        return "optim.decay_target", "'init' is not available with optim.name 'muon'; allowed: zero"
+    return None
+
+
+@rule("optim.fixed_norm", "model.init_scale")
+def _fixed_norm_sets_the_initial_norm(fixed_norm: float | None, init_scale: float):
+    if fixed_norm is not None and init_scale != 1.0:
+        return "model.init_scale", f"{init_scale:g} is undone by optim.fixed_norm; allowed: 1"
     return None
 
 

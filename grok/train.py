@@ -28,7 +28,14 @@ from grok.grokfast import make_filter
 from grok.losses import loss_function
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
-from grok.optimizers import lr_at, make_decay_toward_init, make_optimizer
+from grok.optimizers import (
+    OrthogonalGrad,
+    lr_at,
+    make_decay_toward_init,
+    make_fixed_norm,
+    make_optimizer,
+    set_lr,
+)
 from grok.schema import ConfigError
 from grok.tokenizer import build_tokenizer
 
@@ -129,7 +136,9 @@ class Trainer:
         self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = list(self.model.parameters())
         self.loss = loss_function(cfg.train)
-        self.optimizer = make_optimizer(cfg, self.params)
+        self.fixed_norm = make_fixed_norm(cfg, self.params)  # rescales the initial weights too
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.orthogonal_grad = OrthogonalGrad(self.params) if cfg.optim.orthogonal_grad else None
         self.grad_filter = make_filter(cfg.grokfast)
         self.decay_to_init = make_decay_toward_init(cfg, self.params)
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
@@ -164,19 +173,22 @@ class Trainer:
         train = self.splits["train"]
         rows = torch.randperm(len(train), generator=self.batch_rng)[: self.batch_size]
         lr = lr_at(self.cfg, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         if not self.model.training:  # the first step after an evaluation
             self.model.train()
         loss, _, _ = self.loss_on(train, rows.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.params]
+        if self.orthogonal_grad is not None:
+            self.orthogonal_grad.apply(grads)
         if self.grad_filter is not None:
             self.grad_filter.apply(grads)
         if self.decay_to_init is not None:
             self.decay_to_init.apply(grads, lr)
         self.optimizer.step()
+        if self.fixed_norm is not None:
+            self.fixed_norm.apply()
         self.step += 1
 
     @torch.inference_mode()

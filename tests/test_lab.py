@@ -1,4 +1,4 @@
-"""The losses beyond the paper's recipe: each checked against
+"""The losses and optimizers beyond the paper's recipe: each checked against
 numbers computed by hand, and refused in one line where it cannot apply. Their exact resumption
 is in test_knobs.py, their sweep in test_tune.py."""
 
@@ -13,7 +13,8 @@ from conftest import TINY
 from grok.config import Config, ConfigError, TrainConfig, apply_overrides
 from grok.data import IGNORE
 from grok.losses import LOSSES, loss_function, mse, stablemax_cross_entropy
-from grok.train import Trainer
+from grok.optimizers import OrthogonalGrad
+from grok.train import Trainer, param_norm
 
 
 def tiny(overrides: dict | None = None) -> Config:
@@ -68,6 +69,61 @@ def test_evaluation_reports_the_loss_the_run_trains_with():
     assert trainer.evaluate()["test/loss"] == pytest.approx(mse(logits, targets).item())
 
 
+# ---------------------------------------------------------------- optimizers and wrappers
+
+
+def test_orthogonal_grad_removes_the_weights_direction_and_keeps_the_norm():
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(3, 4, generator=gen), torch.randn(5, generator=gen), torch.zeros(2)]
+    raw = [torch.randn(p.shape, generator=gen) for p in params]
+    grads = [g.clone() for g in raw]
+    OrthogonalGrad(params).apply(grads)
+    for w, g, g0 in zip(params[:2], grads, raw):
+        by_hand = g0 - (w * g0).sum() / (w * w).sum() * w
+        torch.testing.assert_close(g, by_hand * g0.norm() / by_hand.norm())
+        assert abs(float((g * w).sum())) < 1e-5 * float(g.norm() * w.norm())
+    assert torch.equal(grads[2], raw[2])  # zero weights: nothing to remove
+
+
+def test_orthogonal_grad_is_what_the_optimizer_sees(monkeypatch):
+    trainer = Trainer(tiny({"optim.orthogonal_grad": True}))
+    seen = []
+    monkeypatch.setattr(
+        trainer.optimizer, "step", lambda: seen.append([p.grad.clone() for p in trainer.params])
+    )
+    trainer.train_step()
+    for w, g in zip(trainer.params, seen[0]):
+        w = w.detach()
+        assert abs(float((g * w).sum())) <= 1e-5 * float(g.norm() * w.norm()) + 1e-12
+
+
+def test_fixed_norm_holds_from_the_start_and_after_every_step():
+    trainer = Trainer(tiny({"optim.fixed_norm": 12.5, "optim.weight_decay": 0.0}))
+    assert param_norm(trainer.params) == pytest.approx(12.5, rel=1e-6)
+    for _ in range(3):
+        before = [p.detach().clone() for p in trainer.params]
+        trainer.train_step()
+        assert param_norm(trainer.params) == pytest.approx(12.5, rel=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.params))
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest_at_their_own_rates():
+    cfg = tiny({"optim.name": "muon", "optim.muon_lr": 0.05, "optim.weight_decay": 0.5})
+    trainer = Trainer(cfg)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    muon, adamw = trainer.optimizer.parts["muon"], trainer.optimizer.parts["adamw"]
+    take = lambda opt: {names[id(p)] for g in opt.param_groups for p in g["params"]}
+    matrices = {f"blocks.0.{m}.weight" for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+    assert take(muon) == matrices
+    assert take(adamw) == set(names.values()) - matrices
+    trainer.step = cfg.optim.warmup_steps  # past the warm-up: the set rates
+    trainer.train_step()
+    (m,), (a,) = muon.param_groups, adamw.param_groups
+    assert m["lr"] == pytest.approx(0.05) and a["lr"] == cfg.optim.lr
+    # Both shrink their weights by lr * weight_decay a step.
+    assert m["lr"] * m["weight_decay"] == pytest.approx(a["lr"] * a["weight_decay"])
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -75,6 +131,10 @@ def test_evaluation_reports_the_loss_the_run_trains_with():
     "overrides, fragment",
     [
         ({"train.loss": "mse", "task.tokenizer": "char"}, "train.loss: 'mse'"),
+        ({"optim.name": "muon", "optim.decay_target": "init"}, "optim.decay_target"),
+        ({"optim.fixed_norm": 10.0, "model.init_scale": 0.5}, "model.init_scale"),
+        ({"optim.fixed_norm": 0.0}, "optim.fixed_norm"),
+        ({"optim.muon_lr": -1.0}, "optim.muon_lr"),
         ({"train.loss": "hinge"}, "train.loss"),
         ({"train.loss_dtype": "float16"}, "train.loss_dtype"),
     ],
