@@ -144,6 +144,9 @@ class AnalysisConfig:
     # modular tasks whose table is a cyclic group's (grok/fourier.py, docs/progress.md).
     progress: bool = False
     top_k: int = field(default=5, metadata=bounds(1))  # key frequencies
+    # Softmax Collapse, the naive-loss-minimization direction and each layer's weight norm
+    # (Prieto et al. 2025) at each full evaluation (grok/stability.py).
+    stability: bool = False
 
 
 @dataclass

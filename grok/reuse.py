@@ -39,6 +39,7 @@ TRAINING_CODE = (
     "grokfast.py",
     "optimizers.py",
     "losses.py",
+    "stability.py",
     "fourier.py",
     "crossings.py",
     "metrics.py",

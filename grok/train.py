@@ -37,6 +37,7 @@ from grok.optimizers import (
     set_lr,
 )
 from grok.schema import ConfigError
+from grok.stability import stability_metrics
 from grok.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,9 @@ class Trainer:
         metrics["param_norm"] = param_norm(self.params)
         if self.cfg.analysis.progress:
             metrics.update(progress_metrics(self.model, self.splits, self.cfg))
+        if self.cfg.analysis.stability:
+            train, size = self.splits["train"], self.cfg.eval.batch_size
+            metrics.update(stability_metrics(self.model, train, self.loss, size))
         last_step, last_time = self._clock
         self._clock = (self.step, time.perf_counter())
         elapsed = self._clock[1] - last_time

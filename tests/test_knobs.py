@@ -200,7 +200,7 @@ def test_bad_knob_values_are_refused(key, value):
         {"optim.orthogonal_grad": True},
         {"optim.fixed_norm": 30.0, "optim.weight_decay": 0.0},
         {"train.loss": "stablemax", "train.loss_dtype": "float64"},
-        {"train.loss": "mse"},
+        {"train.loss": "mse", "analysis.stability": True},
     ],
     ids=lambda overrides: ",".join(f"{k}={v}" for k, v in overrides.items()),
 )

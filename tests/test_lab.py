@@ -1,4 +1,4 @@
-"""The losses and optimizers beyond the paper's recipe: each checked against
+"""The losses, optimizers and stability measures beyond the paper's recipe: each checked against
 numbers computed by hand, and refused in one line where it cannot apply. Their exact resumption
 is in test_knobs.py, their sweep in test_tune.py."""
 
@@ -14,6 +14,7 @@ from grok.config import Config, ConfigError, TrainConfig, apply_overrides
 from grok.data import IGNORE
 from grok.losses import LOSSES, loss_function, mse, stablemax_cross_entropy
 from grok.optimizers import OrthogonalGrad
+from grok.stability import stability_metrics
 from grok.train import Trainer, param_norm
 
 
@@ -122,6 +123,59 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest_at_their_own_rates():
     assert m["lr"] == pytest.approx(0.05) and a["lr"] == cfg.optim.lr
     # Both shrink their weights by lr * weight_decay a step.
     assert m["lr"] * m["weight_decay"] == pytest.approx(a["lr"] * a["weight_decay"])
+
+
+# ---------------------------------------------------------------- stability measures
+
+
+def test_softmax_collapse_is_none_for_small_logits_and_appears_when_they_grow():
+    trainer = Trainer(tiny())
+    for _ in range(20):  # until some training answers are right
+        trainer.train_step()
+    train = trainer.splits["train"]
+    measure = lambda: stability_metrics(trainer.model, train, trainer.loss, 1024)
+    assert measure()["stability/sc_fraction"] == 0.0
+    with torch.no_grad():
+        trainer.model.head.weight.mul_(1e4)  # logit gaps far beyond float32's resolution
+    right = trainer.evaluate()["train/acc"]
+    assert right > 0 and measure()["stability/sc_fraction"] == right  # the right ones collapse
+
+
+def test_nlm_cosine_and_layer_norms_match_a_direct_computation():
+    trainer = Trainer(tiny({"train.loss": "stablemax"}))
+    for _ in range(3):
+        trainer.train_step()
+    found = stability_metrics(trainer.model, trainer.splits["train"], trainer.loss, 7)
+    trainer.model.eval()
+    trainer.optimizer.zero_grad()
+    trainer.loss_on(trainer.splits["train"])[0].backward()
+    g = torch.cat([p.grad.flatten() for p in trainer.params])
+    w = torch.cat([p.detach().flatten() for p in trainer.params])
+    cosine = float(g @ w / (g.norm() * w.norm()))
+    assert found["stability/nlm_cosine"] == pytest.approx(cosine, rel=1e-4)
+    head, qkv = trainer.model.head, trainer.model.blocks[0].attn.qkv
+    assert found["norm/head"] == pytest.approx(float(head.weight.detach().norm()))
+    both = torch.cat([qkv.weight.detach().flatten(), qkv.bias.detach().flatten()])
+    assert found["norm/blocks.0.attn.qkv"] == pytest.approx(float(both.norm()))
+
+
+def fit(trainer: Trainer) -> list[dict]:
+    """Train to the end; every evaluation's metrics but the timing."""
+    seen: list[dict] = []
+    trainer.fit(lambda e: seen.append({k: v for k, v in e.metrics.items() if k != "steps_per_s"}))
+    return seen
+
+
+def test_a_run_with_the_measures_trains_exactly_as_one_without():
+    overrides = {"model.dropout": 0.2, "train.steps": 30}  # dropout draws random numbers
+    plain = Trainer(tiny(overrides))
+    without = fit(plain)
+    measured = Trainer(tiny({**overrides, "analysis.stability": True}))
+    with_them = fit(measured)
+    assert all("stability/nlm_cosine" in m for m in with_them)
+    assert [{k: m[k] for k in a} for a, m in zip(without, with_them, strict=True)] == without
+    for a, b in zip(plain.params, measured.params):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- refusals
