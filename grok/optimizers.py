@@ -154,10 +154,10 @@ class OrthogonalGrad:
         """Replace each gradient in place by its rescaled component orthogonal to its weights."""
         for w, g in zip(self.params, grads):
             w_flat, g_flat = w.reshape(-1), g.reshape(-1)
-            norm = torch.linalg.vector_norm(g_flat)
+            norm = torch.linalg.vector_norm(g)
             along = torch.dot(w_flat, g_flat) / (torch.dot(w_flat, w_flat) + 1e-30)
             g.addcmul_(w, along, value=-1)
-            g.mul_(norm / (torch.linalg.vector_norm(g_flat) + 1e-30))
+            g.mul_(norm / (torch.linalg.vector_norm(g) + 1e-30))
 
 
 class FixedNorm:
