@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +23,10 @@ from grok.schema import (
     build,
     is_section,
     read_mapping,
+    rule,
     settings,
     shown,
+    validate,
 )
 
 SEED_MAX = 2**32 - 1  # the largest seed every generator in use (torch, numpy) takes
@@ -66,7 +67,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    # muon: Muon on the 2-D weight matrices inside the blocks at muon_lr, AdamW at lr on the rest
+    name: Literal["adamw", "adam", "sgd", "muon"] = "adamw"
     lr: float = field(default=1e-3, metadata=bounds(0, None, lo_open=True))
     beta1: float = field(default=0.9, metadata=bounds(0, 1, hi_open=True))
     beta2: float = field(default=0.98, metadata=bounds(0, 1, hi_open=True))
@@ -79,6 +81,11 @@ class OptimConfig:
     # Weight decay pulls toward zero, or toward the initial weights (decay_target: init).
     # adamw decays decoupled from the gradient; adam and sgd add it to the gradient (L2).
     decay_target: Literal["zero", "init"] = "zero"
+    muon_lr: float = field(default=0.02, metadata=bounds(0, None, lo_open=True))  # muon only
+    # Prieto et al. 2025 (⊥Grad): each parameter's gradient made orthogonal to it, norm kept.
+    orthogonal_grad: bool = False
+    # Liu et al. 2022 (Omnigrok): all the parameters held at this L2 norm, from the start.
+    fixed_norm: float | None = field(default=None, metadata=bounds(0, None, lo_open=True))
 
 
 @dataclass
@@ -100,6 +107,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch threads; None: keep
     threads: int | None = field(default=None, metadata=bounds(1, 1024))
+    # What the logits are scored with (grok/losses.py), and the precision they are scored in.
+    loss: Literal["cross_entropy", "stablemax", "mse"] = "cross_entropy"
+    loss_dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass
@@ -134,6 +144,9 @@ class AnalysisConfig:
     # modular tasks whose table is a cyclic group's (grok/fourier.py, docs/progress.md).
     progress: bool = False
     top_k: int = field(default=5, metadata=bounds(1))  # key frequencies
+    # Softmax Collapse, the naive-loss-minimization direction and each layer's weight norm
+    # (Prieto et al. 2025) at each full evaluation (grok/stability.py).
+    stability: bool = False
 
 
 @dataclass
@@ -162,33 +175,6 @@ SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted
 
 
 # ---------------------------------------------------------------- cross-field rules
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A check of settings that only work together. `check` is given the values of `keys`, in
-    order, and nothing else, so a rule can only depend on what it declares; it returns None,
-    or the key to blame and what is wrong. A grid is checked rule by rule, over the
-    combinations of the grid's values of that rule's keys (grok/experiment.py)."""
-
-    keys: tuple[str, ...]
-    check: Callable[..., tuple[str, str] | None]
-
-    def problem(self, cfg: Config) -> tuple[str, str] | None:
-        return self.check(*(get_dotted(cfg, key) for key in self.keys))
-
-
-RULES: list[Rule] = []
-
-
-def rule(*keys: str):
-    """Register the decorated function as a Rule over `keys`."""
-
-    def register(check: Callable[..., tuple[str, str] | None]):
-        RULES.append(Rule(keys, check))
-        return check
-
-    return register
 
 
 @rule("model.d_model", "model.n_head")
@@ -283,12 +269,30 @@ def _settled_needs_a_stop(settled: bool, after_grok_steps):
     return None
 
 
-def validate(cfg: Config, source: str = "config", rules: list[Rule] | None = None) -> None:
-    """Refuse combinations of settings that cannot work together (every rule, or `rules`)."""
-    for r in RULES if rules is None else rules:
-        found = r.problem(cfg)
-        if found:
-            raise ConfigError(f"{source}: {found[0]}: {found[1]}")
+@rule("train.loss", "task.kind", "task.tokenizer")
+def _mse_needs_one_answer_token(loss: str, kind: str, tokenizer: str):
+    if loss == "mse" and (kind != "modular" or tokenizer != "number"):
+        return (
+            "train.loss",
+            "'mse' regresses each answer onto the one-hot vector of one token (Gromov 2023), "
+            f"a residue of the number tokenizer; task.kind {kind!r} with the {tokenizer!r} "
+            "tokenizer answers with a sequence of characters",
+        )
+    return None
+
+
+@rule("optim.name", "optim.decay_target")
+def _muon_decays_toward_zero(name: str, target: str):
+    if name == "muon" and target == "init":
+        return "optim.decay_target", "'init' is not available with optim.name 'muon'; allowed: zero"
+    return None
+
+
+@rule("optim.fixed_norm", "model.init_scale")
+def _fixed_norm_sets_the_initial_norm(fixed_norm: float | None, init_scale: float):
+    if fixed_norm is not None and init_scale != 1.0:
+        return "model.init_scale", f"{init_scale:g} is undone by optim.fixed_norm; allowed: 1"
+    return None
 
 
 # ---------------------------------------------------------------- overrides
@@ -331,14 +335,6 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Conf
     for key, value in overrides.items():
         set_dotted(data, key, value, source)
     return Config.from_dict(data, source)
-
-
-def get_dotted(cfg: Config, key: str) -> Any:
-    """The value of the dotted setting `key` in `cfg`."""
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def setting(key: Any, source: str) -> Setting:

@@ -1,9 +1,11 @@
-"""The optimizer of a config, its learning-rate schedule, and weight decay toward the initial
-weights (`optim.decay_target: init`).
+"""The optimizer of a config, its learning-rate schedule, and what acts on the gradients or the
+weights at one point of each step: weight decay toward the initial weights, ⊥Grad, a fixed norm.
 
-Every optimizer is torch's own, fused (one kernel updates every parameter, where `foreach` runs
-a dozen small ops per tensor). Weight decay toward zero is the optimizer's own; toward the
-initial weights it is `DecayTowardInit`, applied at one point of the step, before the update.
+Every optimizer is torch's own, fused where torch has it (one kernel updates every parameter,
+where `foreach` runs a dozen small ops per tensor); `muon` pairs torch's Muon with AdamW. Weight
+decay toward zero is the optimizer's own. A step of the Trainer: the loss's gradients, then
+`OrthogonalGrad`, the Grokfast filter and `DecayTowardInit` change them, the optimizer steps,
+and `FixedNorm` rescales the weights.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from grok.config import Config, OptimConfig
 
@@ -29,12 +32,67 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], Callable[[OptimConfig],
 }
 
 
-def make_optimizer(cfg: Config, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """The config's optimizer; its own weight decay is off when the decay is toward init."""
+class MuonWithAdamW:
+    """`optim.name: muon`: Muon (Jordan et al. 2024; torch.optim.Muon, momentum 0.95, Nesterov,
+    5 Newton-Schulz steps) on the 2-D weight matrices inside the transformer blocks, AdamW on
+    everything else, as Muon's authors prescribe. One optimizer to the Trainer: `param_groups`
+    are Muon's then AdamW's, and `state_dict` holds both, so a checkpoint resumes both."""
+
+    def __init__(self, muon: torch.optim.Muon, adamw: torch.optim.AdamW):
+        self.parts = {"muon": muon, "adamw": adamw}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for part in self.parts.values() for group in part.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts.values():
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts.values():
+            part.step()
+
+    def state_dict(self) -> dict:
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+
+
+def muon_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(Muon's parameters, AdamW's), each in the model's order: the 2-D weights inside the
+    blocks (attention's qkv and proj, the MLP's fc and proj); and the token and position
+    embeddings, the head (unembedding), the LayerNorms and every bias."""
+    hidden = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2]
+    chosen = {id(p) for p in hidden}
+    return hidden, [p for p in model.parameters() if id(p) not in chosen]
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer | MuonWithAdamW:
+    """The config's optimizer; its own weight decay is off when the decay is toward init.
+    Muon's matrices get optim.muon_lr (Muon's learning rate, about 20x AdamW's) and a weight
+    decay chosen so that they shrink by lr * weight_decay a step, as AdamW's parameters do: torch's
+    Muon multiplies its decay by its own rate. `lr_scale` keeps the two rates' ratio through the
+    schedule (set_lr)."""
     o = cfg.optim
-    cls, args = OPTIMIZERS[o.name]
     wd = o.weight_decay if o.decay_target == "zero" else 0.0
-    return cls(params, lr=o.lr, weight_decay=wd, fused=True, **args(o))
+    if o.name == "muon":
+        hidden, rest = muon_split(model)
+        scale = o.muon_lr / o.lr
+        muon = torch.optim.Muon(
+            [{"params": hidden, "lr_scale": scale}], lr=o.muon_lr, weight_decay=wd / scale
+        )
+        return MuonWithAdamW(muon, torch.optim.AdamW(rest, lr=o.lr, weight_decay=wd, fused=True))
+    cls, args = OPTIMIZERS[o.name]
+    return cls(list(model.parameters()), lr=o.lr, weight_decay=wd, fused=True, **args(o))
+
+
+def set_lr(optimizer: torch.optim.Optimizer | MuonWithAdamW, lr: float) -> None:
+    """This step's rate in every param group: `lr`, times the group's `lr_scale` if it has one."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def lr_at(cfg: Config, step: int) -> float:
@@ -79,3 +137,47 @@ def make_decay_toward_init(cfg: Config, params: list[torch.Tensor]) -> DecayTowa
     """The decay toward init a config asks for, or None (decay toward zero, or no decay)."""
     o = cfg.optim
     return DecayTowardInit(cfg, params) if o.decay_target == "init" and o.weight_decay > 0 else None
+
+
+class OrthogonalGrad:
+    """⊥Grad (Prieto et al. 2025, arXiv 2501.04697, section 5): each parameter tensor's gradient
+    g loses its component along the tensor w, g_perp = g - (w.g / w.w) w, and is rescaled to
+    the norm g had, g_perp |g| / |g_perp|; the paper's code adds 1e-30 to both denominators.
+    The update then cannot grow the weights along themselves, the naive-loss-minimization
+    direction that scales the logits up toward Softmax Collapse."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+
+    @torch.no_grad()
+    def apply(self, grads: list[torch.Tensor]) -> None:
+        """Replace each gradient in place by its rescaled component orthogonal to its weights."""
+        for w, g in zip(self.params, grads):
+            w_flat, g_flat = w.reshape(-1), g.reshape(-1)
+            norm = torch.linalg.vector_norm(g)
+            along = torch.dot(w_flat, g_flat) / (torch.dot(w_flat, w_flat) + 1e-30)
+            g.addcmul_(w, along, value=-1)
+            g.mul_(norm / (torch.linalg.vector_norm(g) + 1e-30))
+
+
+class FixedNorm:
+    """Omnigrok's constraint (Liu et al. 2022, arXiv 2210.01117): after every optimizer step,
+    and once before the first, all the parameters together are rescaled to the L2 norm `norm`,
+    so training moves on that sphere and the initial norm is `norm` too."""
+
+    def __init__(self, params: list[torch.Tensor], norm: float):
+        self.params, self.norm = params, norm
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
+        torch._foreach_mul_(self.params, self.norm / total)
+
+
+def make_fixed_norm(cfg: Config, params: list[torch.Tensor]) -> FixedNorm | None:
+    """The fixed norm a config asks for, applied once to the initial weights; or None."""
+    if cfg.optim.fixed_norm is None:
+        return None
+    fixed = FixedNorm(params, cfg.optim.fixed_norm)
+    fixed.apply()
+    return fixed

@@ -38,6 +38,8 @@ TRAINING_CODE = (
     "model.py",
     "grokfast.py",
     "optimizers.py",
+    "losses.py",
+    "stability.py",
     "fourier.py",
     "crossings.py",
     "metrics.py",

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
 from grok.config import Config, dump_config
@@ -26,10 +25,19 @@ from grok.crossings import Snapshots, snapshot_gap
 from grok.data import IGNORE, SPLITS, Split, build_data
 from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
+from grok.losses import loss_function
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import GPT
-from grok.optimizers import lr_at, make_decay_toward_init, make_optimizer
+from grok.optimizers import (
+    OrthogonalGrad,
+    lr_at,
+    make_decay_toward_init,
+    make_fixed_norm,
+    make_optimizer,
+    set_lr,
+)
 from grok.schema import ConfigError
+from grok.stability import stability_metrics
 from grok.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -128,7 +136,10 @@ class Trainer:
         self.splits = {k: v.to(self.device) for k, v in splits.items()}
         self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = list(self.model.parameters())
-        self.optimizer = make_optimizer(cfg, self.params)
+        self.loss = loss_function(cfg.train)
+        self.fixed_norm = make_fixed_norm(cfg, self.params)  # rescales the initial weights too
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.orthogonal_grad = OrthogonalGrad(self.params) if cfg.optim.orthogonal_grad else None
         self.grad_filter = make_filter(cfg.grokfast)
         self.decay_to_init = make_decay_toward_init(cfg, self.params)
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
@@ -148,7 +159,8 @@ class Trainer:
         return n if b == "full" else max(1, min(b, n // 2))  # the paper: at most half the split
 
     def loss_on(self, split: Split, rows: torch.Tensor | slice | None = None):
-        """Mean loss over the answer tokens of `rows`, with logits (B, K, V) and targets (B, K)."""
+        """The run's loss (train.loss, grok/losses.py), the mean over the answer tokens of `rows`,
+        with logits (B, K, V) and targets (B, K)."""
         x, y, pad = split.x, split.y, split.pad_mask
         if rows is not None:
             x, y = x[rows], y[rows]
@@ -156,26 +168,28 @@ class Trainer:
         cols = self.cols[split.name]
         logits = self.model(x, cols=cols, pad_mask=pad)
         targets = y[:, cols]
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        return loss, logits, targets
+        return self.loss(logits, targets), logits, targets
 
     def train_step(self) -> None:
         train = self.splits["train"]
         rows = torch.randperm(len(train), generator=self.batch_rng)[: self.batch_size]
         lr = lr_at(self.cfg, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         if not self.model.training:  # the first step after an evaluation
             self.model.train()
         loss, _, _ = self.loss_on(train, rows.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.params]
+        if self.orthogonal_grad is not None:
+            self.orthogonal_grad.apply(grads)
         if self.grad_filter is not None:
             self.grad_filter.apply(grads)
         if self.decay_to_init is not None:
             self.decay_to_init.apply(grads, lr)
         self.optimizer.step()
+        if self.fixed_norm is not None:
+            self.fixed_norm.apply()
         self.step += 1
 
     @torch.inference_mode()
@@ -185,9 +199,7 @@ class Trainer:
         self.model.eval()
         _, logits, targets = self.loss_on(self.splits[name], rows)
         scored = targets != IGNORE
-        loss_sum = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-        ).item()
+        loss_sum = self.loss(logits, targets, "sum").item()
         right = (logits.argmax(-1) == targets) | ~scored
         return loss_sum, int(scored.sum()), right.all(1)
 
@@ -219,6 +231,9 @@ class Trainer:
         metrics["param_norm"] = param_norm(self.params)
         if self.cfg.analysis.progress:
             metrics.update(progress_metrics(self.model, self.splits, self.cfg))
+        if self.cfg.analysis.stability:
+            train, size = self.splits["train"], self.cfg.eval.batch_size
+            metrics.update(stability_metrics(self.model, train, self.loss, size))
         last_step, last_time = self._clock
         self._clock = (self.step, time.perf_counter())
         elapsed = self._clock[1] - last_time

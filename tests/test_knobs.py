@@ -196,7 +196,13 @@ def test_bad_knob_values_are_refused(key, value):
         {"grokfast.kind": "ma", "grokfast.window": 7},
         {"optim.decay_target": "init"},
         {"optim.name": "adam", "optim.decay_target": "init", "model.init_scale": 2.0},
+        {"optim.name": "muon"},
+        {"optim.orthogonal_grad": True},
+        {"optim.fixed_norm": 30.0, "optim.weight_decay": 0.0},
+        {"train.loss": "stablemax", "train.loss_dtype": "float64"},
+        {"train.loss": "mse", "analysis.stability": True},
     ],
+    ids=lambda overrides: ",".join(f"{k}={v}" for k, v in overrides.items()),
 )
 def test_resume_with_a_knob_on_equals_the_uninterrupted_run(tmp_path, overrides):
     cfg = tiny(overrides)

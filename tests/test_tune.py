@@ -114,6 +114,13 @@ def test_dry_run_starts_and_writes_nothing(tmp_path, capsys):
             },
             "/nonexistent/lines.txt",
         ),
+        (  # one point of the grid regresses character answers onto one-hot vectors
+            {
+                "config": {"task": {"tokenizer": "char"}},
+                "grid": {"train.loss": ["stablemax", "mse"]},
+            },
+            "train.loss: 'mse'",
+        ),
         (  # one point of the grid has too few positions for the character-level equations
             {"config": {"task": {"tokenizer": "char"}}, "grid": {"model.max_len": [64, 4]}},
             "model.max_len: examples need 8 positions",
@@ -179,10 +186,14 @@ def final_metrics(folder: Path) -> dict[str, dict]:
     return out
 
 
+# The losses against the optimizers: every pairing of a new loss and Muon trains under Tune.
+LAB_GRID = {"train.loss": ["cross_entropy", "stablemax"], "optim.name": ["adamw", "muon"]}
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory, ray_address):
-    """One real two-trial sweep, shared by the tests that only read it."""
-    proc, folder, _ = sweep(tmp_path_factory.mktemp("tiny"), ray_address)
+    """One real four-trial sweep, shared by the tests that only read it."""
+    proc, folder, _ = sweep(tmp_path_factory.mktemp("tiny"), ray_address, grid=LAB_GRID)
     return proc, folder
 
 
@@ -190,18 +201,21 @@ def test_tiny_sweep_layout_names_and_best_trial(tiny_sweep):
     proc, folder = tiny_sweep
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(t.name for t in trial_dirs(folder))
-    assert names == ["lr=1e-05,seed=0", "lr=0.003,seed=0"] or names == sorted(
-        ["lr=0.003,seed=0", "lr=1e-05,seed=0"]
+    assert names == sorted(
+        f"loss={loss},name={name}"
+        for loss in LAB_GRID["train.loss"]
+        for name in LAB_GRID["optim.name"]
     )
     record = yaml.safe_load((folder / "experiment.yaml").read_text())
-    assert record["grid"] == {"optim.lr": [3e-3, 1e-5], "seed": [0]}
+    assert record["grid"] == LAB_GRID
     assert record["command"].startswith("python tune_main.py")
     for t in trial_dirs(folder):
         assert {"params.json", "progress.csv", "result.json"} <= {p.name for p in t.iterdir()}
         checkpoints = sorted(t.glob("checkpoint_*"))
         assert checkpoints and all((c / MANIFEST).is_file() for c in checkpoints)
         assert read_reports(t)[-1]["status"] == "finished"
-        assert f"{t.name}  finished" in proc.stdout  # the summary line
+        summary = [line.split()[:2] for line in proc.stdout.splitlines()]
+        assert [t.name, "finished"] in summary  # its line, names padded to the longest
     # The best trial by val/acc, recomputed from the files, is what infer.py picks.
     finals = {t.name: read_reports(t)[-1]["val/acc"] for t in trial_dirs(folder)}
     best = sorted(finals, key=lambda n: (-finals[n], n))[0]
