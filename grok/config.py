@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +23,10 @@ from grok.schema import (
     build,
     is_section,
     read_mapping,
+    rule,
     settings,
     shown,
+    validate,
 )
 
 SEED_MAX = 2**32 - 1  # the largest seed every generator in use (torch, numpy) takes
@@ -164,33 +165,6 @@ SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted
 # ---------------------------------------------------------------- cross-field rules
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A check of settings that only work together. `check` is given the values of `keys`, in
-    order, and nothing else, so a rule can only depend on what it declares; it returns None,
-    or the key to blame and what is wrong. A grid is checked rule by rule, over the
-    combinations of the grid's values of that rule's keys (grok/experiment.py)."""
-
-    keys: tuple[str, ...]
-    check: Callable[..., tuple[str, str] | None]
-
-    def problem(self, cfg: Config) -> tuple[str, str] | None:
-        return self.check(*(get_dotted(cfg, key) for key in self.keys))
-
-
-RULES: list[Rule] = []
-
-
-def rule(*keys: str):
-    """Register the decorated function as a Rule over `keys`."""
-
-    def register(check: Callable[..., tuple[str, str] | None]):
-        RULES.append(Rule(keys, check))
-        return check
-
-    return register
-
-
 @rule("model.d_model", "model.n_head")
 def _heads_divide(d_model: int, n_head: int):
     if d_model % n_head:
@@ -283,14 +257,6 @@ def _settled_needs_a_stop(settled: bool, after_grok_steps):
     return None
 
 
-def validate(cfg: Config, source: str = "config", rules: list[Rule] | None = None) -> None:
-    """Refuse combinations of settings that cannot work together (every rule, or `rules`)."""
-    for r in RULES if rules is None else rules:
-        found = r.problem(cfg)
-        if found:
-            raise ConfigError(f"{source}: {found[0]}: {found[1]}")
-
-
 # ---------------------------------------------------------------- overrides
 
 
@@ -331,14 +297,6 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Conf
     for key, value in overrides.items():
         set_dotted(data, key, value, source)
     return Config.from_dict(data, source)
-
-
-def get_dotted(cfg: Config, key: str) -> Any:
-    """The value of the dotted setting `key` in `cfg`."""
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def setting(key: Any, source: str) -> Setting:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from grok.config import SETTINGS, Config, ConfigError, TaskConfig, get_dotted
+from grok.config import SETTINGS, Config, ConfigError, TaskConfig
 from grok.operations import operation
+from grok.schema import get_dotted
 from grok.splits import split_indices
 from grok.tokenizer import Tokenizer, build_tokenizer
 

@@ -19,19 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from grok.config import (
-    RULES,
     Config,
     apply_overrides,
     check_setting,
     flatten,
-    get_dotted,
     parse_set,
     set_dotted,
     with_values,
 )
 from grok.metrics import score_metric
 from grok.operations import OPERATIONS
-from grok.schema import ConfigError, bounds, build, check_keys, read_mapping, shown
+from grok.schema import (
+    RULES,
+    ConfigError,
+    bounds,
+    build,
+    check_keys,
+    get_dotted,
+    read_mapping,
+    shown,
+)
 from grok.search import Search, parse_search
 
 EXPERIMENT_KEYS = (

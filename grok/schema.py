@@ -15,7 +15,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -219,6 +219,52 @@ def build(cls: type, data: Any, source: str, prefix: str = "") -> Any:
         else:
             values[name] = Setting(key, tp, fields[name].metadata.get("range")).check(value, source)
     return cls(**values)
+
+
+# ---------------------------------------------------------------- cross-field rules
+
+
+def get_dotted(cfg: Any, key: str) -> Any:
+    """The value of the dotted setting `key` in the settings dataclass `cfg`."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check of settings that only work together. `check` is given the values of `keys`, in
+    order, and nothing else, so a rule can only depend on what it declares; it returns None,
+    or the key to blame and what is wrong. A grid is checked rule by rule, over the
+    combinations of the grid's values of that rule's keys (grok/experiment.py)."""
+
+    keys: tuple[str, ...]
+    check: Callable[..., tuple[str, str] | None]
+
+    def problem(self, cfg: Any) -> tuple[str, str] | None:
+        return self.check(*(get_dotted(cfg, key) for key in self.keys))
+
+
+RULES: list[Rule] = []  # every rule, registered where the settings are declared (grok/config.py)
+
+
+def rule(*keys: str):
+    """Register the decorated function as a Rule over `keys`."""
+
+    def register(check: Callable[..., tuple[str, str] | None]):
+        RULES.append(Rule(keys, check))
+        return check
+
+    return register
+
+
+def validate(cfg: Any, source: str = "config", rules: list[Rule] | None = None) -> None:
+    """Refuse combinations of settings that cannot work together (every rule, or `rules`)."""
+    for r in RULES if rules is None else rules:
+        found = r.problem(cfg)
+        if found:
+            raise ConfigError(f"{source}: {found[0]}: {found[1]}")
 
 
 # ---------------------------------------------------------------- files

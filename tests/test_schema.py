@@ -17,18 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grok.config import (
-    RULES,
     SETTINGS,
     Config,
     check_setting,
     dump_config,
-    get_dotted,
     load_config,
     parse_set,
     set_dotted,
 )
 from grok.experiment import EXPERIMENT_KEYS, Experiment, Resources, TuneOptions, load_experiment
-from grok.schema import ConfigError, Setting, build, options, read_mapping
+from grok.schema import RULES, ConfigError, Setting, build, get_dotted, options, read_mapping
 from grok.schema import settings as declared
 from grok.search import DISTRIBUTIONS, SEARCH_KEYS
 from grok.train import Trainer
