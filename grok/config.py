@@ -63,6 +63,11 @@ class ModelConfig:
     # Every initial parameter times this factor (Liu et al. 2022, Omnigrok: a large initial
     # norm delays generalization, a small one hastens it).
     init_scale: float = field(default=1.0, metadata=bounds(0, None, lo_open=True))
+    # transformer: grok/model.py. mlp: the two operand tokens embedded (d_model wide),
+    # concatenated, one hidden layer of d_ff units (Gromov 2023; grok/model.py).
+    kind: Literal["transformer", "mlp"] = "transformer"
+    activation: Literal["gelu", "relu", "quadratic"] = "gelu"  # the hidden layer's; x^2 Gromov's
+    layer_norm: bool = True  # false: the transformer without LayerNorm (Nanda et al. 2023)
 
 
 @dataclass
@@ -97,6 +102,7 @@ class TrainConfig:
     steps: int = field(default=100_000, metadata=bounds(1))
     # An int is capped at half the training split (the paper's rule); "full" is the whole split.
     batch_size: int | Literal["full"] = field(default=512, metadata=bounds(1))
+    full_batch: bool = False  # true: every step the whole split, whatever batch_size says
     checkpoint_every: int = field(default=5_000, metadata=bounds(1))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch threads; None: keep
@@ -165,9 +171,9 @@ SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted
 # ---------------------------------------------------------------- cross-field rules
 
 
-@rule("model.d_model", "model.n_head")
-def _heads_divide(d_model: int, n_head: int):
-    if d_model % n_head:
+@rule("model.kind", "model.d_model", "model.n_head")
+def _heads_divide(kind: str, d_model: int, n_head: int):
+    if kind == "transformer" and d_model % n_head:
         return "model.n_head", f"d_model {d_model} is not divisible by n_head {n_head}"
     return None
 
@@ -239,6 +245,17 @@ def _progress_applies(progress: bool, top_k: int, kind: str, tokenizer: str, op:
         return (
             "analysis.top_k",
             f"{top_k} exceeds the {freqs} frequencies of {op} mod {p}; allowed: 1 to {freqs}",
+        )
+    return None
+
+
+@rule("model.kind", "task.kind", "task.tokenizer")
+def _mlp_reads_two_operands(model: str, kind: str, tokenizer: str):
+    if model == "mlp" and (kind != "modular" or tokenizer != "number"):
+        return (
+            "model.kind",
+            "'mlp' reads two operand tokens and answers one: it needs task.kind 'modular' and "
+            f"the number tokenizer; got kind {kind!r}, tokenizer {tokenizer!r}",
         )
     return None
 

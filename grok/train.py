@@ -27,7 +27,7 @@ from grok.data import IGNORE, SPLITS, Split, build_data
 from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
-from grok.model import GPT
+from grok.model import build_model
 from grok.optimizers import lr_at, make_decay_toward_init, make_optimizer
 from grok.schema import ConfigError
 from grok.tokenizer import build_tokenizer
@@ -126,7 +126,7 @@ class Trainer:
         splits = build_data(cfg, self.tokenizer)
         self.cols = {k: answer_positions(v.cols) for k, v in splits.items()}
         self.splits = {k: v.to(self.device) for k, v in splits.items()}
-        self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.model = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(cfg, self.params)
         self.grad_filter = make_filter(cfg.grokfast)
@@ -145,7 +145,9 @@ class Trainer:
     def batch_size(self) -> int:
         n = len(self.splits["train"])
         b = self.cfg.train.batch_size
-        return n if b == "full" else max(1, min(b, n // 2))  # the paper: at most half the split
+        if b == "full" or self.cfg.train.full_batch:
+            return n
+        return max(1, min(b, n // 2))  # the paper: at most half the split
 
     def loss_on(self, split: Split, rows: torch.Tensor | slice | None = None):
         """Mean loss over the answer tokens of `rows`, with logits (B, K, V) and targets (B, K)."""
