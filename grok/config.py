@@ -8,6 +8,7 @@ and checks the YAML; this module says what the settings are).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,16 @@ class AnalysisConfig:
     # modular tasks whose table is a cyclic group's (grok/fourier.py, docs/progress.md).
     progress: bool = False
     top_k: int = field(default=5, metadata=bounds(1))  # key frequencies
+    # The local learning coefficient (Lau et al. 2023) at each checkpoint, by devinterp's SGLD
+    # estimator (grok/llc.py, docs/lab.md); the defaults are devinterp's grokking example's.
+    llc: bool = False
+    llc_lr: float = field(default=3e-3, metadata=bounds(0, None, lo_open=True))  # epsilon
+    llc_n_beta: float = field(default=2.0, metadata=bounds(0, None, lo_open=True))  # n * beta
+    llc_gamma: float = field(default=5.0, metadata=bounds(0))  # localization
+    llc_chains: int = field(default=2, metadata=bounds(1))
+    llc_draws: int = field(default=500, metadata=bounds(1))
+    llc_batch_size: int = field(default=128, metadata=bounds(1))
+    llc_seed: int = field(default=0, metadata=bounds(0, SEED_MAX))
 
 
 @dataclass
@@ -257,6 +268,13 @@ def _mlp_reads_two_operands(model: str, kind: str, tokenizer: str):
             "'mlp' reads two operand tokens and answers one: it needs task.kind 'modular' and "
             f"the number tokenizer; got kind {kind!r}, tokenizer {tokenizer!r}",
         )
+    return None
+
+
+@rule("analysis.llc")
+def _llc_needs_devinterp(llc: bool):
+    if llc and importlib.util.find_spec("devinterp") is None:
+        return "analysis.llc", 'needs devinterp, not installed: pip install ".[interp]"'
     return None
 
 

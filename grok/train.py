@@ -26,6 +26,7 @@ from grok.crossings import Snapshots, snapshot_gap
 from grok.data import IGNORE, SPLITS, Split, build_data
 from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
+from grok.llc import llc_metrics
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
 from grok.model import build_model
 from grok.optimizers import lr_at, make_decay_toward_init, make_optimizer
@@ -242,6 +243,9 @@ class Trainer:
             )
         final = self.status != "running"
         due = final or (self.step > 0 and self.step % self.cfg.train.checkpoint_every == 0)
+        if due and self.cfg.analysis.llc:
+            train, cols = self.splits["train"], self.cols["train"]
+            metrics.update(llc_metrics(self.model, train, cols, self.cfg))
         if callback:
             callback(EvalEvent(self.step, metrics, due, final, self))
         return metrics
