@@ -32,6 +32,7 @@ from plotting.sections import (
     entry_lines,
     final_text,
     grok_text,
+    measures_text,
     sanity_text,
     spikes_text,
     weights_text,
@@ -84,6 +85,8 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
+        if kind == "measures":
+            lines += [measures_text(res), ""]
         lines += [f"![{res.name} {kind}]({path.name})", ""]
         if kind == "fig1":
             lines += [fig1.delay_text(res), ""]

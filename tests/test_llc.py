@@ -1,9 +1,11 @@
 """The local learning coefficient (analysis.llc): a finite estimate, the same for the same seed,
-reported at checkpoints only, and a run that trains exactly as it does without it."""
+reported at checkpoints only, and a run that trains exactly as it does without it; the figure and
+sentence of the measures (LLC, stability, per-layer norms) when a run reports them."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 
 import pytest
@@ -67,3 +69,29 @@ def test_without_devinterp_the_setting_is_refused_in_one_line(monkeypatch):
     ):
         tiny({"analysis.llc": True})
     assert tiny({"analysis.llc": False}).analysis.llc is False
+
+
+def test_the_measures_figure_and_sentence_appear_only_when_reported(tmp_path):
+    from test_plotting import write_experiment, write_trial
+
+    from plotting import curves, sections
+    from plotting.frames import load
+
+    exp = write_experiment(tmp_path, "measured", {"seed": [0, 1]})
+    for seed, llc in ((0, 4.0), (1, 6.0)):
+        trial = write_trial(exp, {"seed": seed}, [0.5] * 11, [0.1] * 11)
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        for row in rows:
+            row["norm/blocks.0"] = 10.0 - row["step"] / 1000
+            if row["step"] % 500 == 0 and row["step"]:  # checkpoints only
+                row.update({"llc/mean": llc + row["step"] / 1000, "llc/std": 0.5})
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = load(exp)
+    assert curves.measure_panels(res) == {"llc": ["llc/mean"], "norm": ["norm/blocks.0"]}
+    paths = curves.write(res, tmp_path / "plots")
+    assert paths["measures"].name == "measures.png" and paths["measures"].stat().st_size > 10_000
+    text = sections.measures_text(res)
+    assert "`llc/mean` 6 (runs 5 to 7)" in text and "`norm/blocks.0` 9" in text
+    plain = write_experiment(tmp_path, "plain", {"seed": [0]})
+    write_trial(plain, {"seed": 0}, [0.5] * 11, [0.1] * 11)
+    assert "measures" not in curves.write(load(plain), tmp_path / "plain_plots")
