@@ -28,7 +28,8 @@ from benchmarks.progress_cost import measure_cost
 from benchmarks.reference import REFERENCE_EVAL_EVERY, ReferenceLoop
 from benchmarks.tune_cost import Row, tune_rows
 from grok.cli import Parser
-from grok.config import Config, apply_overrides
+from grok.config import Config
+from grok.overrides import apply_overrides
 from grok.train import EvalEvent, Trainer, next_eval_step
 
 PROJECTED_STEPS = 100_000  # the default budget, train.steps

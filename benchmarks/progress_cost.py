@@ -10,8 +10,9 @@ import time
 
 import torch
 
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.fourier import progress_metrics
+from grok.overrides import apply_overrides
 from grok.train import Trainer, next_eval_step
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from grok.config import Config, apply_overrides
+from grok.config import Config
+from grok.overrides import apply_overrides
 from grok.train import Trainer
 
 Row = tuple[str, str, str]  # what, value, note

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grok.config import Config, load_config
+from grok.config import Config
+from grok.overrides import load_config
 from grok.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -142,11 +143,16 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Config]:
-    """The model and config of a checkpoint, ready for inference."""
+    """The transformer and config of a checkpoint, ready for inference (generation)."""
     from grok.model import GPT
     from grok.tokenizer import build_tokenizer
 
     cfg, weights, _ = read_checkpoint(directory)
+    if cfg.model.kind != "transformer":
+        raise CheckpointError(
+            f"{directory}: model.kind {cfg.model.kind!r} does not generate; "
+            "inference takes a transformer's checkpoint"
+        )
     model = GPT(cfg.model, build_tokenizer(cfg.task).vocab_size)
     try:
         model.load_state_dict(weights)

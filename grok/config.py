@@ -8,24 +8,18 @@ and checks the YAML; this module says what the settings are).
 from __future__ import annotations
 
 import dataclasses
-import typing
+import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from grok.operations import OPERATIONS, OpName, is_prime
+from grok.schema import ConfigError as ConfigError  # the error every setting raises
 from grok.schema import (
-    ConfigError,
     Setting,
     bounds,
     build,
-    is_section,
-    read_mapping,
     rule,
     settings,
-    shown,
     validate,
 )
 
@@ -63,6 +57,11 @@ class ModelConfig:
     # Every initial parameter times this factor (Liu et al. 2022, Omnigrok: a large initial
     # norm delays generalization, a small one hastens it).
     init_scale: float = field(default=1.0, metadata=bounds(0, None, lo_open=True))
+    # transformer: grok/model.py. mlp: the two operand tokens embedded (d_model wide),
+    # concatenated, one hidden layer of d_ff units (Gromov 2023; grok/model.py).
+    kind: Literal["transformer", "mlp"] = "transformer"
+    activation: Literal["gelu", "relu", "quadratic"] = "gelu"  # the hidden layer's; x^2 Gromov's
+    layer_norm: bool = True  # false: the transformer without LayerNorm (Nanda et al. 2023)
 
 
 @dataclass
@@ -103,6 +102,7 @@ class TrainConfig:
     steps: int = field(default=100_000, metadata=bounds(1))
     # An int is capped at half the training split (the paper's rule); "full" is the whole split.
     batch_size: int | Literal["full"] = field(default=512, metadata=bounds(1))
+    full_batch: bool = False  # true: every step the whole split, whatever batch_size says
     checkpoint_every: int = field(default=5_000, metadata=bounds(1))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch threads; None: keep
@@ -147,6 +147,16 @@ class AnalysisConfig:
     # Softmax Collapse, the naive-loss-minimization direction and each layer's weight norm
     # (Prieto et al. 2025) at each full evaluation (grok/stability.py).
     stability: bool = False
+    # The local learning coefficient (Lau et al. 2023) at each checkpoint, by devinterp's SGLD
+    # estimator (grok/llc.py, docs/lab.md); the defaults are devinterp's grokking example's.
+    llc: bool = False
+    llc_lr: float = field(default=3e-3, metadata=bounds(0, None, lo_open=True))  # epsilon
+    llc_n_beta: float = field(default=2.0, metadata=bounds(0, None, lo_open=True))  # n * beta
+    llc_gamma: float = field(default=5.0, metadata=bounds(0))  # localization
+    llc_chains: int = field(default=2, metadata=bounds(1))
+    llc_draws: int = field(default=500, metadata=bounds(1))
+    llc_batch_size: int = field(default=128, metadata=bounds(1))
+    llc_seed: int = field(default=0, metadata=bounds(0, SEED_MAX))
 
 
 @dataclass
@@ -177,9 +187,9 @@ SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted
 # ---------------------------------------------------------------- cross-field rules
 
 
-@rule("model.d_model", "model.n_head")
-def _heads_divide(d_model: int, n_head: int):
-    if d_model % n_head:
+@rule("model.kind", "model.d_model", "model.n_head")
+def _heads_divide(kind: str, d_model: int, n_head: int):
+    if kind == "transformer" and d_model % n_head:
         return "model.n_head", f"d_model {d_model} is not divisible by n_head {n_head}"
     return None
 
@@ -255,6 +265,24 @@ def _progress_applies(progress: bool, top_k: int, kind: str, tokenizer: str, op:
     return None
 
 
+@rule("model.kind", "task.kind", "task.tokenizer")
+def _mlp_reads_two_operands(model: str, kind: str, tokenizer: str):
+    if model == "mlp" and (kind != "modular" or tokenizer != "number"):
+        return (
+            "model.kind",
+            "'mlp' reads two operand tokens and answers one: it needs task.kind 'modular' and "
+            f"the number tokenizer; got kind {kind!r}, tokenizer {tokenizer!r}",
+        )
+    return None
+
+
+@rule("analysis.llc")
+def _llc_needs_devinterp(llc: bool):
+    if llc and importlib.util.find_spec("devinterp") is None:
+        return "analysis.llc", 'needs devinterp, not installed: pip install ".[interp]"'
+    return None
+
+
 @rule("eval.min_every", "eval.max_every")
 def _eval_interval(min_every: int, max_every: int):
     if min_every > max_every:
@@ -293,101 +321,3 @@ def _fixed_norm_sets_the_initial_norm(fixed_norm: float | None, init_scale: floa
     if fixed_norm is not None and init_scale != 1.0:
         return "model.init_scale", f"{init_scale:g} is undone by optim.fixed_norm; allowed: 1"
     return None
-
-
-# ---------------------------------------------------------------- overrides
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set `a.b.c = value` in a nested dict, creating sections as needed. An empty mapping
-    given to a section leaves it as it is; given to a setting, it is the value (and refused)."""
-    parts = str(key).split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            where = key if key.isprintable() else shown(key)
-            raise ConfigError(f"{source}: {where}: {part!r} is a setting, not a section")
-        node = child
-    if value == {} and isinstance(node.get(parts[-1]), dict):
-        return
-    node[parts[-1]] = value
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """Parse one `--set dotted.key=value`; the value is read as YAML (`1e-3`, `null`, `[1, 2]`)."""
-    if "=" not in item:
-        raise ConfigError(f"--set {shown(item)}: expected dotted.key=value, e.g. optim.lr=3e-4")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {shown(item)}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, RecursionError):
-        value = raw
-    return key, value
-
-
-def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
-    """A new config with dotted `overrides` applied and checked."""
-    data = cfg.to_dict()
-    for key, value in overrides.items():
-        set_dotted(data, key, value, source)
-    return Config.from_dict(data, source)
-
-
-def setting(key: Any, source: str) -> Setting:
-    """The declaration of a dotted setting; a ConfigError naming the key if it is none."""
-    node: Any = Config
-    prefix = ""
-    for part in str(key).split("."):
-        if not is_section(node):
-            where = prefix.rstrip(".")
-            where = where if where.isprintable() else shown(where)
-            raise ConfigError(f"{source}: {where} is a setting, not a section")
-        hints = typing.get_type_hints(node)
-        if part not in hints:
-            allowed = ", ".join(prefix + name for name in hints)
-            raise ConfigError(f"{source}: unknown key {shown(prefix + part)}; allowed: {allowed}")
-        node, prefix = hints[part], prefix + part + "."
-    if is_section(node):
-        raise ConfigError(f"{source}: {key} is a section, not a setting")
-    return SETTINGS[str(key)]
-
-
-def check_setting(key: Any, value: Any, source: str) -> Any:
-    """`value` as the setting `key` holds it, checked against its declaration alone."""
-    return setting(key, source).check(value, source)
-
-
-def with_values(base: Config, values: dict[str, Any]) -> Config:
-    """`base` with checked dotted `values` put in, without re-running the cross-field rules."""
-    data = base.to_dict()
-    for key, value in values.items():
-        set_dotted(data, key, value, "")
-    return build(Config, data, "config")
-
-
-# ---------------------------------------------------------------- files
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'task': {'op': '/'}, 'optim.lr': 1} -> {'task.op': '/', 'optim.lr': 1}."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict) and value:  # an empty one stays: a setting must refuse it
-            out.update(flatten(value, full + "."))
-        else:
-            out[full] = value
-    return out
-
-
-def load_config(path: str | Path) -> Config:
-    """Read a resolved config YAML (as written beside checkpoints)."""
-    return Config.from_dict(read_mapping(path, "config file"), str(path))
-
-
-def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grok.config import (
-    Config,
+from grok.config import Config
+from grok.metrics import score_metric
+from grok.operations import OPERATIONS
+from grok.overrides import (
     apply_overrides,
     check_setting,
     flatten,
@@ -27,8 +29,6 @@ from grok.config import (
     set_dotted,
     with_values,
 )
-from grok.metrics import score_metric
-from grok.operations import OPERATIONS
 from grok.schema import (
     RULES,
     ConfigError,

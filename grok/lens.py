@@ -33,7 +33,8 @@ from grok.checkpoint import (
     read_checkpoint,
     read_manifest,
 )
-from grok.config import ModelConfig, dump_config
+from grok.config import ModelConfig
+from grok.overrides import dump_config
 from grok.tokenizer import build_tokenizer
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.utils import flatten_dict
 
-from grok.config import Config, apply_overrides, flatten
+from grok.config import Config
+from grok.overrides import apply_overrides, flatten
 from grok.tracking import Tracking
 
 STEP = "step"  # the metric that holds the training step

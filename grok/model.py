@@ -1,15 +1,28 @@
-"""A decoder-only transformer in the nanoGPT style: learned positions, pre-LayerNorm blocks.
+"""The models: a decoder-only transformer in the nanoGPT style (learned positions, pre-LayerNorm
+blocks), and the MLP of Gromov 2023; `build_model` makes the one model.kind names.
+
+The feed-forward layers' activation is model.activation (GELU by default); model.layer_norm
+false leaves out every LayerNorm of the transformer (identities in their place), as in Nanda et
+al. 2023's one-layer model.
 
 What differs from a textbook GPT, all for the tasks here:
 - causal attention is combined with a key-padding mask, so a sequence's outputs do not depend on
   how much padding its batch has;
 - `forward(idx, cols)` computes outputs only at the positions in `cols` (the answer positions):
-  the last block runs its queries, MLP and the head there alone, since nothing else is read;
+  the last block runs its queries, feed-forward layer and the head there alone, since nothing
+  else is read;
 - the first block's LayerNorm and q, k, v projections are computed per (token, position) pair
   and looked up, when the vocabulary is smaller than the batch (the same values, less work);
 - positions before the answer that many rows of a batch share (`a op` in `a op b =`) are
   computed once per distinct prefix, and each row attends to its prefix's keys and values
   (not in training with dropout, where every row draws its own masks).
+
+The MLP ("Grokking modular arithmetic", arXiv 2301.02679) embeds the two operands of `a op b =`
+(model.d_model wide), concatenates them, passes them through one hidden layer of model.d_ff
+units and its activation (Gromov's: x^2) and reads out over the vocabulary. It answers at one
+position only, the one after `=`, so it takes modular tasks with the number tokenizer, whose
+answer is one token (a rule of grok/config.py). Its embedding is `tok_emb`, as the
+transformer's, so the progress measures of grok/fourier.py read either model's.
 """
 
 from __future__ import annotations
@@ -22,6 +35,14 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from grok.config import ModelConfig
+
+# The activation of the hidden layers (model.activation): the transformer's FeedForward, the MLP.
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "quadratic": torch.square}
+
+
+def layer_norm(cfg: ModelConfig) -> nn.Module:
+    """A LayerNorm over d_model, or the identity when model.layer_norm is false."""
+    return nn.LayerNorm(cfg.d_model) if cfg.layer_norm else nn.Identity()
 
 
 class CausalSelfAttention(nn.Module):
@@ -81,24 +102,25 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(y))
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
         self.proj = nn.Linear(cfg.d_ff, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
+        self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x):
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        return self.drop(self.proj(self.act(self.fc(x))))
 
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.ln_1 = layer_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = MLP(cfg)
+        self.ln_2 = layer_norm(cfg)
+        self.mlp = FeedForward(cfg)
 
     def forward(self, x, mask, cols=None, qkv=None, past=None):
         # qkv: the attention's projections of ln_1(x), when GPT has looked them up already
@@ -116,7 +138,7 @@ class GPT(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.ln_f = layer_norm(cfg)
         # PyTorch's default initialization (embeddings N(0, 1)), as the paper's setting. A small
         # initial norm, such as GPT-2's std 0.02, makes the model generalize almost as soon as it
         # fits the training set, hiding the grokking delay (Liu et al. 2022, Omnigrok).
@@ -253,3 +275,35 @@ class GPT(nn.Module):
             if eos_id is not None and done.all():
                 break
         return idx
+
+
+class MLP(nn.Module):
+    """Gromov 2023's model: two operand embeddings, concatenated, one hidden layer, read-out."""
+
+    A, B = 0, 2  # the operands' positions in `a op b =`
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        self.hidden = nn.Linear(2 * cfg.d_model, cfg.d_ff)
+        self.act = ACTIVATIONS[cfg.activation]
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.d_ff, vocab_size, bias=False)
+        if cfg.init_scale != 1.0:
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.mul_(cfg.init_scale)
+
+    def forward(self, idx, cols=None, pad_mask=None):
+        """Logits (B, 1, V) of the answer to each prompt `a op b =` of idx (B, T).
+
+        cols and pad_mask are the transformer's interface, which the trainer calls: the answer's
+        position is the one position this model computes, and equations have no padding."""
+        x = torch.cat([self.tok_emb(idx[:, self.A]), self.tok_emb(idx[:, self.B])], dim=1)
+        return self.head(self.drop(self.act(self.hidden(x))))[:, None]  # (B, 1, V)
+
+
+def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
+    """The model model.kind names; its initial parameters are drawn from torch's generator."""
+    return MLP(cfg, vocab_size) if cfg.kind == "mlp" else GPT(cfg, vocab_size)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from grok.checkpoint import CheckpointError
 from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
-from grok.config import Config, dump_config
+from grok.config import Config
 from grok.display import ProgressDisplay
 from grok.experiment import Experiment, load_experiment, trial_name
+from grok.overrides import dump_config
 from grok.schema import ConfigError, shown
 from grok.train import EvalEvent, Trainer
 

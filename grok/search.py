@@ -14,8 +14,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from grok.config import Config, parse_set, setting
+from grok.config import Config
 from grok.metrics import OBJECTIVE, SEARCH_METRICS, THRESHOLDS, direction
+from grok.overrides import parse_set, setting
 from grok.schema import ConfigError, allowed, check_int, check_keys, coerce
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 
 from grok.checkpoint import CHECKPOINT_FILES, CheckpointError, publish, read_checkpoint
-from grok.config import Config, dump_config
+from grok.config import Config
 from grok.crossings import Snapshots, snapshot_gap
 from grok.data import IGNORE, SPLITS, Split, build_data
 from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
+from grok.llc import llc_metrics
 from grok.losses import loss_function
 from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
-from grok.model import GPT
+from grok.model import build_model
 from grok.optimizers import (
     OrthogonalGrad,
     lr_at,
@@ -36,6 +37,7 @@ from grok.optimizers import (
     make_optimizer,
     set_lr,
 )
+from grok.overrides import dump_config
 from grok.schema import ConfigError
 from grok.stability import stability_metrics
 from grok.tokenizer import build_tokenizer
@@ -134,7 +136,7 @@ class Trainer:
         splits = build_data(cfg, self.tokenizer)
         self.cols = {k: answer_positions(v.cols) for k, v in splits.items()}
         self.splits = {k: v.to(self.device) for k, v in splits.items()}
-        self.model = GPT(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.model = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = list(self.model.parameters())
         self.loss = loss_function(cfg.train)
         self.fixed_norm = make_fixed_norm(cfg, self.params)  # rescales the initial weights too
@@ -156,7 +158,9 @@ class Trainer:
     def batch_size(self) -> int:
         n = len(self.splits["train"])
         b = self.cfg.train.batch_size
-        return n if b == "full" else max(1, min(b, n // 2))  # the paper: at most half the split
+        if b == "full" or self.cfg.train.full_batch:
+            return n
+        return max(1, min(b, n // 2))  # the paper: at most half the split
 
     def loss_on(self, split: Split, rows: torch.Tensor | slice | None = None):
         """The run's loss (train.loss, grok/losses.py), the mean over the answer tokens of `rows`,
@@ -255,6 +259,9 @@ class Trainer:
             )
         final = self.status != "running"
         due = final or (self.step > 0 and self.step % self.cfg.train.checkpoint_every == 0)
+        if due and self.cfg.analysis.llc:
+            train, cols = self.splits["train"], self.cols["train"]
+            metrics.update(llc_metrics(self.model, train, cols, self.cfg))
         if callback:
             callback(EvalEvent(self.step, metrics, due, final, self))
         return metrics

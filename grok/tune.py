@@ -36,9 +36,10 @@ from grok.callbacks import (
     RepairResumePoint,
     TrialErrors,
 )
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.experiment import Experiment, trial_name
 from grok.metrics import crossing_key
+from grok.overrides import apply_overrides
 from grok.resume import (
     HISTORY,
 )

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from grok.cli import Parser, fail
-from grok.config import ConfigError, with_values
+from grok.config import ConfigError
 from grok.data import SPLITS, build_splits, write_splits
 from grok.experiment import load_experiment, trial_name
+from grok.overrides import with_values
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ Seeds are drawn as thin lines, with their mean and min-max band over the steps e
 reported. Division experiments whose only varying key is the seed also get a figure in the
 manner of Fig. 1 of Power et al. 2022 (train and held-out accuracy, log steps). Runs that report
 the progress measures (`analysis.progress`, docs/progress.md) get them drawn under their accuracy
-curves on the same log-step axis (progress.png).
+curves on the same log-step axis (progress.png); runs that report the local learning coefficient
+(`llc/mean`), the stability measures (`stability/...`) or per-layer norms (`norm/<layer>`) get
+them beside their accuracy (measures.png, docs/lab.md).
 """
 
 from __future__ import annotations
@@ -198,13 +200,69 @@ def plot_progress(res: Results, path: Path) -> Path:
     return path
 
 
+# The measures drawn in measures.png when a run reports them, by panel: the local learning
+# coefficient (analysis.llc, at checkpoints), the stability measures and the per-layer norms.
+MEASURE_PANELS = {
+    "llc": ("local learning coefficient", ("llc/mean",)),
+    "stability": ("stability", ("stability/sc_fraction", "stability/nlm_cosine")),
+    "norm": ("weight norm per layer", ()),  # every norm/<layer> reported
+}
+
+
+def measure_panels(res: Results) -> dict[str, list[str]]:
+    """The panels of measures.png that `res` has data for, and the metrics each draws."""
+    found = {}
+    for panel, (_, metrics) in MEASURE_PANELS.items():
+        if panel == "norm":
+            metrics = sorted(c for c in res.frame.columns if c.startswith("norm/"))
+        present = [m for m in metrics if res.has(m)]
+        if present:
+            found[panel] = present
+    return found
+
+
+def plot_measures(res: Results, path: Path) -> Path:
+    """One row per group: accuracy, then each measure reported (measure_panels), against the
+    same log-step axis; dotted lines mark the mean train and test 99% crossings."""
+    panels = measure_panels(res)
+    groups = list(group_rows(res, res.frame))
+    fig = Figure(figsize=(4.2 * (len(panels) + 1), 2.9 * len(groups) + 0.6), layout="constrained")
+    axes = fig.subplots(len(groups), len(panels) + 1, squeeze=False, sharex=True)
+    for row, (label, _, rows) in zip(axes, groups):
+        for split in ("train", "test"):
+            draw(row[0], rows, f"{split}/acc", COLORS[split], split)
+        row[0].set_ylabel("accuracy")
+        seeds = rows["trial"].nunique()
+        row[0].set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+        for ax, (panel, metrics) in zip(row[1:], panels.items()):
+            for n, metric in enumerate(metrics):  # measured at some evaluations only
+                draw(ax, rows.dropna(subset=[metric]), metric, f"C{n}", metric)
+            ax.set_ylabel(MEASURE_PANELS[panel][0])
+            ax.legend(fontsize=7, loc="best")
+        for ax in row:
+            mark_crossings(ax, rows)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3, which="major")
+    axes[0][0].legend(fontsize=8, loc="best")
+    for ax in axes[-1]:
+        ax.set_xlabel("optimization step (log)")
+    fig.suptitle(f"{res.name}: measures\ndotted: mean train and test 99% crossings")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(fig, path, 110)
+    return path
+
+
 def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) -> dict[str, Path]:
-    """curves.png (and fig1.png and progress.png where they apply) in `out`; their paths."""
+    """curves.png (and fig1.png, progress.png and measures.png where they apply) in `out`; their
+    paths."""
     paths = {"curves": plot_curves(res, out / f"{prefix}curves.png", param_norm)}
     if wants_fig1(res):
         paths["fig1"] = plot_fig1(res, out / f"{prefix}fig1.png")
     if res.has("progress/restricted_loss"):
         paths["progress"] = plot_progress(res, out / f"{prefix}progress.png")
+    if measure_panels(res):
+        paths["measures"] = plot_measures(res, out / f"{prefix}measures.png")
     return paths
 
 

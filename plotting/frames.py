@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 
 from grok.cli import Parser, fail
-from grok.config import Config, ConfigError, TaskConfig, apply_overrides, flatten
+from grok.config import Config, ConfigError, TaskConfig
 from grok.experiment import trial_name
+from grok.overrides import apply_overrides, flatten
 from grok.results import (
     ARCHIVED_FROM,
     BOOKKEEPING,

@@ -15,8 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from grok.cli import Parser, fail
-from grok.config import ConfigError, TaskConfig, apply_overrides
+from grok.config import ConfigError, TaskConfig
 from grok.operations import operation
+from grok.overrides import apply_overrides
 from grok.results import (
     EXPERIMENT_FILE,
     is_experiment,
@@ -32,6 +33,7 @@ from plotting.sections import (
     entry_lines,
     final_text,
     grok_text,
+    measures_text,
     sanity_text,
     spikes_text,
     weights_text,
@@ -84,6 +86,8 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]
     prefix = f"{res.name}_"
     for kind, path in curves.write(res, out, prefix).items():
+        if kind == "measures":
+            lines += [measures_text(res), ""]
         lines += [f"![{res.name} {kind}]({path.name})", ""]
         if kind == "fig1":
             lines += [fig1.delay_text(res), ""]

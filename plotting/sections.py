@@ -1,6 +1,7 @@
 """The paragraphs of one experiment's section of the report, each from the experiment's data:
 how its data was made, where its checkpoints are, its sanity checks, steps-to-grok, final
-metrics, loss spikes, budget, shipped weights, and a grid key's ranking.
+metrics, loss spikes, budget, shipped weights, a grid key's ranking, and the measures reported
+beside accuracy (the local learning coefficient, stability, per-layer norms).
 
 plotting/report.py assembles them into REPORT.md.
 """
@@ -12,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from grok.checkpoint import is_checkpoint, read_manifest
-from grok.config import Config, ConfigError, TaskConfig, load_config
+from grok.config import Config, ConfigError, TaskConfig
 from grok.experiment import load_experiment
 from grok.metrics import direction, score_metric
+from grok.overrides import load_config
 from grok.results import (
     SelectionError,
     best_trial,
@@ -22,7 +24,7 @@ from grok.results import (
     find_checkpoint,
 )
 from grok.storage import fetch
-from plotting import fig1, grok_steps, law
+from plotting import curves, fig1, grok_steps, law
 from plotting.frames import Results
 from plotting.study import Entry, Study
 from plotting.tables import fmt_mean_sd, fmt_steps, short
@@ -199,6 +201,28 @@ def weights_text(res: Results, out: Path) -> str:
         f"{cfg.seed}, step {step}). A held-out (test-split) equation: "
         f'`python infer.py {folder} --prompt "{first.prompt}"` should answer '
         f"`{first.prompt}{first.answer.rstrip()}`."
+    )
+
+
+def measures_text(res: Results) -> str:
+    """What the measures figure shows, with the last value of each measure (mean over the runs
+    and their range)."""
+    last = res.frame.groupby("trial", sort=False).last()  # each metric's last reported value
+    values = []
+    for metric in (m for ms in curves.measure_panels(res).values() for m in ms):
+        v = last[metric].dropna()
+        spread = f" (runs {v.min():.3g} to {v.max():.3g})" if len(v) > 1 else ""
+        values.append(f"`{metric}` {v.mean():.3g}{spread}")
+    llc = (
+        "The local learning coefficient (`llc/mean`, devinterp's SGLD estimate at each "
+        "checkpoint, docs/lab.md) is lower for a simpler, more degenerate solution. "
+        if res.has("llc/mean")
+        else ""
+    )
+    return (
+        f"{llc}Measures beside accuracy, by step; their last values, mean over the runs: "
+        + "; ".join(values)
+        + "."
     )
 
 

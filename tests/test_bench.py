@@ -8,7 +8,8 @@ import pytest
 from conftest import TINY, assert_one_line_error, run_cli
 
 from benchmarks.progress_cost import measure_cost
-from grok.config import Config, apply_overrides
+from grok.config import Config
+from grok.overrides import apply_overrides
 from grok.train import next_eval_step
 
 BENCH = ("-m", "benchmarks.bench")

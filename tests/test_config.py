@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import assert_one_line_error, run_cli, write_experiment
 
-from grok.config import Config, ConfigError, apply_overrides, dump_config, load_config, parse_set
+from grok.config import Config, ConfigError
 from grok.experiment import Resources, load_experiment
+from grok.overrides import apply_overrides, dump_config, load_config, parse_set
 from grok.run import pick_trial
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import TINY
 
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.crossings import Snapshots, snapshot_gap
 from grok.metrics import reached
+from grok.overrides import apply_overrides
 from grok.train import Trainer
 
 ROWS = 100

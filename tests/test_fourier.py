@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import yaml
 from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
-from grok.config import GROUP_OPS, Config, ConfigError, TaskConfig, apply_overrides
+from grok.config import GROUP_OPS, Config, ConfigError, TaskConfig
 from grok.data import build_splits
 from grok.fourier import (
     SIGNS,
@@ -29,6 +29,7 @@ from grok.fourier import (
     top_share,
     wave_basis,
 )
+from grok.overrides import apply_overrides
 from grok.results import read_reports, trial_dirs
 from grok.run import main
 from grok.train import Trainer

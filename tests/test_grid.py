@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 import grok.commands.sweep
 import grok.config
 import grok.experiment
+import grok.overrides
 import tune_main
-from grok.config import Config, ConfigError, apply_overrides
+from grok.config import Config, ConfigError
 from grok.experiment import load_experiment
+from grok.overrides import apply_overrides
 from grok.run import pick_trial
 
 # 6 keys x 10 values: a million points, none of them invalid
@@ -42,7 +44,7 @@ def builds(monkeypatch) -> list:
 
     def with_values(base, values):
         calls.append("with_values")
-        return grok.config.with_values(base, values)
+        return grok.overrides.with_values(base, values)
 
     monkeypatch.setattr(grok.config.Config, "from_dict", classmethod(counted))
     monkeypatch.setattr(grok.experiment, "with_values", with_values)

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import infer
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.data import SPLITS
 from grok.inference import complete, greedy_accuracy, outside_training
+from grok.overrides import apply_overrides
 from grok.train import Trainer
 
 MEMORIZED = "I love machine learning"

@@ -6,9 +6,10 @@ import pytest
 import torch
 from conftest import TINY
 
-from grok.config import Config, ConfigError, apply_overrides
+from grok.config import Config, ConfigError
 from grok.grokfast import EMAFilter, MAFilter
 from grok.model import GPT
+from grok.overrides import apply_overrides
 from grok.train import Trainer
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from conftest import TINY
 
-from grok.config import Config, ConfigError, TrainConfig, apply_overrides
+from grok.config import Config, ConfigError, TrainConfig
 from grok.data import IGNORE
 from grok.losses import LOSSES, loss_function, mse, stablemax_cross_entropy
 from grok.optimizers import OrthogonalGrad
+from grok.overrides import apply_overrides
 from grok.stability import stability_metrics
 from grok.train import Trainer, param_norm
 

@@ -11,11 +11,12 @@ import torch
 from conftest import TINY, assert_one_line_error, rewrite_manifest, run_cli
 
 from grok.checkpoint import CheckpointError, load_model, read_checkpoint
-from grok.config import Config, ModelConfig, apply_overrides
+from grok.config import Config, ModelConfig
 from grok.data import build_splits
 from grok.export import load_transformer_lens
 from grok.lens import MappingError, lens_config
 from grok.operations import operation
+from grok.overrides import apply_overrides
 from grok.tokenizer import build_tokenizer
 from grok.train import Trainer
 

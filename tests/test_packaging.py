@@ -61,11 +61,10 @@ def test_requirements_tracking_txt_is_the_tracking_extra_over_the_main_job():
     assert included == ["requirements.txt"]
 
 
-def test_requirements_test_txt_is_the_test_extra_and_transformer_lens_over_the_trackers():
+def test_requirements_test_txt_is_the_test_and_interp_extras_over_the_trackers():
     extras = project()["optional-dependencies"]
-    lens = [r for r in extras["interp"] if Requirement(r).name == "transformer-lens"]
     own, included = read_requirements("requirements-test.txt")
-    assert own == normalized(extras["test"] + lens)
+    assert own == normalized(extras["test"] + extras["interp"])
     assert included == ["requirements-tracking.txt"]
 
 

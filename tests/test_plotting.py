@@ -19,10 +19,11 @@ from conftest import ROOT, TINY
 from PIL import Image
 
 from grok.checkpoint import export_weights
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.data import build_splits
 from grok.experiment import trial_name
 from grok.metrics import THRESHOLDS, crossing_key, grok_key
+from grok.overrides import apply_overrides
 from grok.train import Trainer
 from plotting import curves, grok_steps, report, sections, tables
 from plotting.frames import load

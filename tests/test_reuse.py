@@ -6,7 +6,8 @@ import json
 
 from test_imports import import_graph
 
-from grok.config import Config, apply_overrides
+from grok.config import Config
+from grok.overrides import apply_overrides
 from grok.reuse import TRAINING_CODE, RunStore, code_fingerprint, run_key
 
 

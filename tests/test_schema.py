@@ -16,16 +16,9 @@ from conftest import TINY, assert_one_line_error, rewrite_manifest, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grok.config import (
-    SETTINGS,
-    Config,
-    check_setting,
-    dump_config,
-    load_config,
-    parse_set,
-    set_dotted,
-)
+from grok.config import SETTINGS, Config
 from grok.experiment import EXPERIMENT_KEYS, Experiment, Resources, TuneOptions, load_experiment
+from grok.overrides import check_setting, dump_config, load_config, parse_set, set_dotted
 from grok.schema import RULES, ConfigError, Setting, build, get_dotted, options, read_mapping
 from grok.schema import settings as declared
 from grok.search import DISTRIBUTIONS, SEARCH_KEYS

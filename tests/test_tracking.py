@@ -13,7 +13,8 @@ from conftest import TINY, assert_one_line_error, run_cli, write_experiment
 
 import tune_main
 from grok import tracking
-from grok.config import Config, apply_overrides, flatten
+from grok.config import Config
+from grok.overrides import apply_overrides, flatten
 from grok.results import read_reports, trial_dirs
 from grok.schema import ConfigError
 

@@ -20,8 +20,9 @@ from conftest import (
 )
 
 from grok.checkpoint import CheckpointError, export_weights, load_model, read_checkpoint
-from grok.config import Config, apply_overrides
+from grok.config import Config
 from grok.data import IGNORE
+from grok.overrides import apply_overrides
 from grok.train import Trainer, lr_at, next_eval_step, stop_status
 
 METRICS = (
