@@ -62,10 +62,12 @@ class MuonWithAdamW:
 
 
 def muon_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(Muon's parameters, AdamW's), each in the model's order: the 2-D weights inside the
-    blocks (attention's qkv and proj, the MLP's fc and proj); and the token and position
-    embeddings, the head (unembedding), the LayerNorms and every bias."""
-    hidden = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2]
+    """(Muon's parameters, AdamW's), each in the model's order: the 2-D weights between the
+    input and output layers (the transformer's attention qkv and proj and its MLP's fc and proj;
+    the MLP model's hidden layer); and the token and position embeddings, the head
+    (unembedding), the LayerNorms and every bias."""
+    outer = ("tok_emb.", "pos_emb.", "head.")  # what Muon's authors leave to AdamW
+    hidden = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith(outer)]
     chosen = {id(p) for p in hidden}
     return hidden, [p for p in model.parameters() if id(p) not in chosen]
 

@@ -126,6 +126,19 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest_at_their_own_rates():
     assert m["lr"] * m["weight_decay"] == pytest.approx(a["lr"] * a["weight_decay"])
 
 
+def test_muon_takes_the_mlp_models_hidden_matrix_and_it_trains():
+    cfg = tiny({"optim.name": "muon", "model.kind": "mlp"})
+    trainer = Trainer(cfg)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    muon, adamw = trainer.optimizer.parts["muon"], trainer.optimizer.parts["adamw"]
+    take = lambda opt: {names[id(p)] for g in opt.param_groups for p in g["params"]}
+    assert take(muon) == {"hidden.weight"}
+    assert take(adamw) == set(names.values()) - {"hidden.weight"}
+    before = trainer.model.hidden.weight.detach().clone()
+    trainer.train_step()
+    assert not torch.equal(before, trainer.model.hidden.weight)
+
+
 # ---------------------------------------------------------------- stability measures
 
 
