@@ -31,6 +31,7 @@ REUSED_FROM = "reused_from"  # in a replayed report: `<experiment>/<trial>` of t
 TRAINING_CODE = (
     "schema.py",
     "config.py",
+    "overrides.py",
     "operations.py",
     "splits.py",
     "tokenizer.py",
@@ -40,6 +41,7 @@ TRAINING_CODE = (
     "optimizers.py",
     "losses.py",
     "stability.py",
+    "llc.py",
     "fourier.py",
     "crossings.py",
     "metrics.py",
