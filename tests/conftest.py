@@ -141,6 +141,7 @@ SLOW_TESTS = {
 SHARED_FIXTURES = {"s3", "multinode", "spread_sweep"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
