@@ -82,7 +82,7 @@ def test_the_committed_report_rebuilds_from_its_archive(tmp_path):
     for name in ("study.yaml", "discussion.md"):
         shutil.copy(ROOT / "report" / name, out / name)
     shutil.copytree(ROOT / "report" / "weights", out / "weights")
-    proc = run_cli("-m", "plotting.report", "report/data", "--out", str(out), timeout=600)
+    proc = run_cli("-m", "plotting.report", "report/data", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     committed = sorted(p.name for p in (ROOT / "report").iterdir() if p.suffix in (".md", ".csv"))
     assert "REPORT.md" in committed and len(committed) > 50

@@ -83,7 +83,7 @@ def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_las
     statuses = {t.name: read_reports(t)[-1]["status"] for t in trial_dirs(storage / "stopped")}
     assert "running" in statuses.values(), statuses  # stopped mid-way, not at the end
     if number == signal.SIGTERM:  # the printed command continues it to the end
-        again = run_cli(*shlex.split(resume)[1:], timeout=600)
+        again = run_cli(*shlex.split(resume)[1:])
         assert again.returncode == 0, again.stderr[-3000:]
         ended = {t.name: read_reports(t)[-1] for t in trial_dirs(storage / "stopped")}
         assert {r["status"] for r in ended.values()} == {"finished"}
@@ -157,7 +157,7 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     written = {t.name: read_reports(t) for t in trial_dirs(disk / "full")}
     assert written and all(reports for reports in written.values())  # still readable
     grow()
-    again = run_cli(*shlex.split(resume)[1:], timeout=600)
+    again = run_cli(*shlex.split(resume)[1:])
     assert again.returncode == 0, again.stderr[-3000:]
     reports = {t.name: read_reports(t) for t in trial_dirs(disk / "full")}
     assert {r[-1]["status"] for r in reports.values()} == {"finished"}, reports
