@@ -7,7 +7,10 @@ the previous copy in place. A driver killed during that copy leaves a truncated
 silently starts a new, empty experiment in its place. So after each of Tune's saves the driver
 copies the staging folder's state (whole: the driver's own thread has just written it) into
 `<experiment>/.resume-state/`, each file by write-and-rename, and `--resume` puts that set back
-when the folder's own copy is cut off or missing. Whole means: JSON that parses, or a pickle
+when the folder's own copy is cut off or missing. `tuner.pkl` (the Tuner's own settings, which
+`Tuner.restore` unpickles first) joins that set once a resume has run: the restored driver
+downloads it into its staging folder and from then on copies it back with every sync, in place,
+so a kill can cut it off too. Whole means: JSON that parses, or a pickle
 stream whose opcodes run to its STOP at the file's end (checked with `pickletools`, which reads
 opcodes and builds no objects).
 
@@ -45,6 +48,7 @@ from grok.storage import Location, at
 
 BACKUP = ".resume-state"
 EXPERIMENT_STATE = "experiment_state"
+TUNER = "tuner.pkl"  # written whole by the first run; copied back by every sync after a resume
 # Tune's file names: kind-<session>.json|pkl, one session per start or resume of the sweep.
 STATE_FILE = re.compile(
     r"^(experiment_state|basic-variant-state|search_gen_state|searcher-state|callback-states)"
@@ -91,11 +95,15 @@ def _session(name: str) -> str:
 
 
 def back_up_state(staging: Path, experiment: Path | Location) -> bool:
-    """Copy the newest state files of Tune's `staging` folder into `experiment`'s backup folder,
-    if all are whole. Returns whether it did; the backup keeps only this set."""
+    """Copy the newest state files of Tune's `staging` folder, and its tuner.pkl if it has one,
+    into `experiment`'s backup folder, if all are whole. Returns whether it did; the backup
+    keeps only this set (and the tuner.pkl of an earlier one)."""
     files = newest_state_files(staging)
     if EXPERIMENT_STATE not in files:
         return False
+    tuner = at(staging) / TUNER
+    if tuner.is_file():
+        files[TUNER] = tuner
     contents = {f.name: f.read_bytes() for f in files.values()}
     if not all(is_whole(data) for data in contents.values()):
         return False
@@ -103,7 +111,7 @@ def back_up_state(staging: Path, experiment: Path | Location) -> bool:
     for name, data in contents.items():
         (backup / name).write_bytes(data)
     for old in backup.names():  # an earlier session's files, or a dead writer's temp file
-        if old not in contents:
+        if old not in contents and old != TUNER:
             (backup / old).delete()
     return True
 
@@ -112,6 +120,9 @@ def repair_state(experiment: Path | Location) -> str | None:
     """Make the state Tune will read whole, from the backup if need be. None when it is; else
     why the sweep cannot be resumed. Files set aside go to `.resume-state/broken-<time>/`."""
     experiment = at(experiment)
+    cut_tuner = repair_tuner(experiment)
+    if cut_tuner:
+        return cut_tuner
     files = newest_state_files(experiment)
     broken = [f.name for f in files.values() if not is_whole(f.read_bytes())]
     if EXPERIMENT_STATE in files and not broken:
@@ -130,6 +141,20 @@ def repair_state(experiment: Path | Location) -> str | None:
             (experiment / name).move_to(aside / name)
     for f in saved.values():
         (experiment / f.name).write_bytes(f.read_bytes())
+    return None
+
+
+def repair_tuner(experiment: Location) -> str | None:
+    """Put back the backup's tuner.pkl if the folder's own is cut off. None when the folder's
+    is whole (or missing: the sweep's own check names that) or was put back; else why not."""
+    tuner = experiment / TUNER
+    if not tuner.is_file() or is_whole(tuner.read_bytes()):
+        return None
+    saved = experiment / BACKUP / TUNER
+    if not (saved.is_file() and is_whole(data := saved.read_bytes())):
+        return f"{experiment} holds a cut-off copy of Tune's {TUNER} and no whole backup of it"
+    tuner.move_to(experiment / BACKUP / f"broken-{time.strftime('%Y%m%d-%H%M%S')}" / TUNER)
+    tuner.write_bytes(data)
     return None
 
 

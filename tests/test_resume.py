@@ -15,6 +15,7 @@ from grok.results import write_record
 from grok.resume import (
     BACKUP,
     HISTORY,
+    TUNER,
     ResumePoint,
     back_up_state,
     checkpoint_folders,
@@ -30,6 +31,7 @@ from grok.storage import at
 
 STATE = json.dumps({"trial_data": ["x" * 50] * 20, "runner_data": {"a": 1}}).encode()
 SEARCH = pickle.dumps({"_iterators": [list(range(30))], "_finished": True}, protocol=5)
+TUNER_PKL = pickle.dumps({"_tune_config": "x" * 40, "__trainable_name": "GrokTrainable"}, 5)
 
 
 def write_state(folder, session, state=STATE, search=SEARCH):
@@ -77,6 +79,34 @@ def test_backup_copies_a_whole_set_and_drops_the_earlier_session(tmp_path):
     assert b'"a": 2' in (backup / "experiment_state-s2.json").read_bytes()
 
 
+def test_the_tuner_file_a_resumed_driver_copies_back_is_backed_up_and_kept(tmp_path):
+    staging, experiment = tmp_path / "staging", tmp_path / "exp"
+    experiment.mkdir()
+    write_state(staging, "s1")
+    (staging / TUNER).write_bytes(TUNER_PKL)  # downloaded there by a resumed driver
+    assert back_up_state(staging, experiment)
+    assert (experiment / BACKUP / TUNER).read_bytes() == TUNER_PKL
+    (staging / TUNER).unlink()
+    write_state(staging, "s2")
+    assert back_up_state(staging, experiment)
+    assert (experiment / BACKUP / TUNER).read_bytes() == TUNER_PKL
+    (staging / TUNER).write_bytes(TUNER_PKL[:-3])  # cut off: no new backup
+    assert not back_up_state(staging, experiment)
+
+
+def test_a_cut_off_tuner_file_is_put_back_from_the_backup(tmp_path):
+    write_state(tmp_path, "s1")
+    write_state(tmp_path / BACKUP, "s1")
+    (tmp_path / TUNER).write_bytes(TUNER_PKL[:7])  # a kill during the driver's copy
+    assert "tuner.pkl" in repair_state(tmp_path)  # no backup of it: named, left as it is
+    assert (tmp_path / TUNER).read_bytes() == TUNER_PKL[:7]
+    (tmp_path / BACKUP / TUNER).write_bytes(TUNER_PKL)
+    assert repair_state(tmp_path) is None
+    assert (tmp_path / TUNER).read_bytes() == TUNER_PKL
+    aside = list((tmp_path / BACKUP).glob(f"broken-*/{TUNER}"))
+    assert len(aside) == 1 and aside[0].read_bytes() == TUNER_PKL[:7]
+
+
 def test_whole_state_is_left_as_it_is(tmp_path):
     write_state(tmp_path, "s1")
     assert repair_state(tmp_path) is None
@@ -107,7 +137,7 @@ def test_a_newer_session_cut_off_before_its_backup_gives_way_to_the_older_one(tm
 
 
 def test_no_whole_state_anywhere_is_named(tmp_path):
-    tmp_path.joinpath("tuner.pkl").write_bytes(b"")
+    tmp_path.joinpath(TUNER).write_bytes(TUNER_PKL)
     assert "no copy" in repair_state(tmp_path)
     write_state(tmp_path, "s1", state=STATE[:-1])
     assert "cut-off" in repair_state(tmp_path)
