@@ -8,7 +8,7 @@ tracking:
 
 `tune_main.py --wandb PROJECT` and `--mlflow URI` turn the same on without editing the file.
 Everything here is checked before Ray starts, including that the tracker is installed; the
-Tune callbacks themselves are in grok/loggers.py. TensorBoard needs no section: every sweep
+Tune callbacks themselves are in grok/trackers.py. TensorBoard needs no section: every sweep
 writes event files into its trial folders.
 """
 
