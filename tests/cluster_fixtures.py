@@ -18,12 +18,13 @@ import pytest
 from conftest import ROOT, TINY, run_cli, write_experiment
 
 SLOT = "slot"  # the custom resource each worker node has one of: one trial per node
-# Long enough that a trial is still running several seconds after its first checkpoint, so a
-# node or a driver can be killed mid-trial; about 10 s of training on one busy core.
+# Long enough that a trial is still running several seconds after its third checkpoint, so a
+# node or a driver can be killed mid-trial; 10 checkpoints and 20 reports, each of which is a
+# copy into storage (the object store's uploads are what makes a trial there slow).
 LONG = {
     **TINY,
-    "train": {**TINY["train"], "steps": 1000, "checkpoint_every": 20},
-    "eval": {"min_every": 20, "max_every": 20},
+    "train": {**TINY["train"], "steps": 1000, "checkpoint_every": 100},
+    "eval": {"min_every": 50, "max_every": 50},
 }
 PINNED = {"cpu": 1, "gpu": 0, SLOT: 1}
 AWS = {

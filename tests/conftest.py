@@ -70,11 +70,25 @@ def write_experiment(
 @pytest.fixture(scope="session")
 def ray_address():
     """A local Ray cluster shared by every test that needs one; its address for --address."""
+    import shutil
+    import tempfile
+
     import ray
 
-    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if ray.is_initialized():  # an in-process sweep of an earlier test started one: not ours
+        ray.shutdown()
+    # Its own folder, whatever RAY_TMPDIR the three-node cluster of this worker has set.
+    temp = tempfile.mkdtemp(prefix="ra", dir="/tmp")  # short: Ray's socket paths must be
+    ctx = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=f"{temp}/ray",
+    )
     yield ctx.address_info["address"]
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 1800):

@@ -126,3 +126,15 @@ def test_no_committed_report_file_names_a_folder_of_the_machine_it_was_made_on()
 )
 def test_a_recorded_command_is_shown_without_this_machines_storage_folder(command, typed):
     assert portable_command(command) == typed
+
+
+def test_no_committed_report_text_prints_a_number_with_more_than_6_significant_digits():
+    """Tables and text round numbers to what they carry (the CSV files keep full precision)."""
+    number = re.compile(r"(?<![\w.])(\d+\.\d+)(?![\w.])")
+    found = []
+    for path in sorted((ROOT / "report").rglob("*.md")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for m in number.finditer(line):
+                if len(m.group(1).replace(".", "").lstrip("0")) > 6:
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {m.group(1)}")
+    assert not found, "\n".join(found)

@@ -89,7 +89,7 @@ def test_train_cli_redraws_a_bar_on_a_terminal(tmp_path):
             break
         chunks.append(chunk)
     os.close(leader)
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=1800) == 0
     screen = b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's line ends
     draws = [d for d in screen.split("\r") if d.startswith("[")]
     assert len(draws) >= 2, screen  # drawn over itself, not line after line

@@ -74,7 +74,7 @@ def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_las
     proc, words = start_sweep(path, storage, ray_address)
     wait_for_checkpoints(proc, storage / "stopped", 2)
     proc.send_signal(number)
-    output, _ = proc.communicate(timeout=300)
+    output, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 128 + number, output[-3000:]
     assert "Traceback" not in output
     resume = shlex.join(["python", "tune_main.py", *words, "--resume"])
@@ -147,7 +147,7 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     disk, grow = small_disk
     path = write_experiment(tmp_path / "full.yaml", "full", LONG, {"seed": [0, 1]})
     proc, words = start_sweep(path, disk, ray_address)
-    output, _ = proc.communicate(timeout=600)
+    output, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 1, output[-3000:]
     assert "Traceback" not in output and "retried" not in output, output[-3000:]
     resume = shlex.join(["python", "tune_main.py", *words, "--resume"])

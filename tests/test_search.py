@@ -198,9 +198,7 @@ def test_tiny_optuna_search_runs_with_stopper_and_reports_the_objective(tmp_path
         search={"space": space, "num_samples": 2, "stop_if_train_below": {"step": 160}},
     )
     storage = tmp_path / "results"
-    proc = run_cli(
-        "tune_main.py", str(path), "--storage", str(storage), "--address", ray_address, timeout=120
-    )
+    proc = run_cli("tune_main.py", str(path), "--storage", str(storage), "--address", ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = storage / "opt"
     finals = check_finals(folder, 600)

@@ -241,30 +241,22 @@ def test_tiny_sweep_goes_through_plotting_into_a_report(tiny_sweep, tmp_path):
     assert f"{max(finals):.4f}" in table or f"{min(finals):.4f}" in table
 
 
-def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address):
+def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address, capsys):
     proc, folder, path = sweep(tmp_path, ray_address, grid={"seed": [0]})
     assert proc.returncode == 0, proc.stderr[-2000:]
     before = final_metrics(folder)
-    again = run_cli(
-        "tune_main.py", str(path), "--storage", str(folder.parent), "--address", ray_address
-    )
-    assert again.returncode == 2 and "--resume" in again.stderr
+    capsys.readouterr()
+    # Refusals come before Ray starts: in this process, as tune_main.py's main.
+    storage = ("--storage", str(folder.parent), "--address", ray_address)
+    assert tune_main.main([str(path), *storage]) == 2
+    assert "--resume" in capsys.readouterr().err
     assert final_metrics(folder) == before  # untouched
     other = write_experiment(tmp_path / "other.yaml", "tiny", grid={"seed": [5]})
-    mixed = run_cli(
-        "tune_main.py",
-        str(other),
-        "--storage",
-        str(folder.parent),
-        "--resume",
-        "--address",
-        ray_address,
-    )
-    assert mixed.returncode == 2 and "not this experiment" in mixed.stderr
-    limit = ("--storage", str(folder.parent), "--resume", "--max-concurrent", "3")
-    other_limit = run_cli("tune_main.py", str(path), *limit, "--address", ray_address)
-    assert other_limit.returncode == 2 and "keeps that limit" in other_limit.stderr
-    assert len(other_limit.stderr.strip().splitlines()) == 1
+    assert tune_main.main([str(other), *storage, "--resume"]) == 2
+    assert "not this experiment" in capsys.readouterr().err
+    assert tune_main.main([str(path), *storage, "--resume", "--max-concurrent", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "keeps that limit" in err and len(err.strip().splitlines()) == 1
     assert final_metrics(folder) == before  # untouched
     fresh = run_cli(
         "tune_main.py",
