@@ -30,6 +30,15 @@ from plotting.study import Entry, Study
 from plotting.tables import fmt_mean_sd, fmt_steps, short
 
 ACC = "{:.4f}"  # accuracies, as in the tables
+
+
+def shown(value, metric: str) -> str:
+    """A metric's value in a sentence, rounded as the tables round it."""
+    if not isinstance(value, float):
+        return str(value)
+    return ACC.format(value) if "acc" in metric else f"{value:.4g}"
+
+
 WEIGHTS = "weights"  # weights-only checkpoints (python -m grok.export) beside the report
 
 
@@ -74,8 +83,9 @@ def checkpoint_text(res: Results) -> str:
             best, last = best_trial(res.folder, metric, direction(metric))
         except SelectionError as err:
             return f"No trial to point to: {err}."
+        value = shown(last.get(metric), metric)
         return (
-            f"Best trial by {metric}: `{best.name}` (last {metric} = {last.get(metric)}). "
+            f"Best trial by {metric}: `{best.name}` (last {metric} = {value}). "
             f"Checkpoints are not archived: they stay in `{res.origin}` where the sweep ran "
             f"(`python infer.py {res.origin} --eval` there)."
         )
