@@ -265,9 +265,14 @@ def _progress_applies(progress: bool, top_k: int, kind: str, tokenizer: str, op:
     return None
 
 
+def _one_answer_token(kind: str, tokenizer: str) -> bool:
+    """Whether every answer is one token: a modular task's residue, with the number tokenizer."""
+    return kind == "modular" and tokenizer == "number"
+
+
 @rule("model.kind", "task.kind", "task.tokenizer")
 def _mlp_reads_two_operands(model: str, kind: str, tokenizer: str):
-    if model == "mlp" and (kind != "modular" or tokenizer != "number"):
+    if model == "mlp" and not _one_answer_token(kind, tokenizer):
         return (
             "model.kind",
             "'mlp' reads two operand tokens and answers one: it needs task.kind 'modular' and "
@@ -299,7 +304,7 @@ def _settled_needs_a_stop(settled: bool, after_grok_steps):
 
 @rule("train.loss", "task.kind", "task.tokenizer")
 def _mse_needs_one_answer_token(loss: str, kind: str, tokenizer: str):
-    if loss == "mse" and (kind != "modular" or tokenizer != "number"):
+    if loss == "mse" and not _one_answer_token(kind, tokenizer):
         return (
             "train.loss",
             "'mse' regresses each answer onto the one-hot vector of one token (Gromov 2023), "

@@ -40,6 +40,14 @@ from grok.config import ModelConfig
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "quadratic": torch.square}
 
 
+def scale_init(model: nn.Module, scale: float) -> None:
+    """Multiply every initial parameter by model.init_scale (1: PyTorch's initialization)."""
+    if scale != 1.0:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(scale)
+
+
 def layer_norm(cfg: ModelConfig) -> nn.Module:
     """A LayerNorm over d_model, or the identity when model.layer_norm is false."""
     return nn.LayerNorm(cfg.d_model) if cfg.layer_norm else nn.Identity()
@@ -143,10 +151,7 @@ class GPT(nn.Module):
         # initial norm, such as GPT-2's std 0.02, makes the model generalize almost as soon as it
         # fits the training set, hiding the grokking delay (Liu et al. 2022, Omnigrok).
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
-        if cfg.init_scale != 1.0:
-            with torch.no_grad():
-                for p in self.parameters():
-                    p.mul_(cfg.init_scale)
+        scale_init(self, cfg.init_scale)
 
     def forward(self, idx, cols=None, pad_mask=None):
         """Logits (B, T, V), or (B, len(cols), V) at the positions `cols` only (a tensor of
@@ -290,10 +295,7 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[cfg.activation]
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_ff, vocab_size, bias=False)
-        if cfg.init_scale != 1.0:
-            with torch.no_grad():
-                for p in self.parameters():
-                    p.mul_(cfg.init_scale)
+        scale_init(self, cfg.init_scale)
 
     def forward(self, idx, cols=None, pad_mask=None):
         """Logits (B, 1, V) of the answer to each prompt `a op b =` of idx (B, T).
