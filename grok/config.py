@@ -131,11 +131,14 @@ class EvalConfig:
 @dataclass
 class StopConfig:
     threshold: float = field(default=0.99, metadata=bounds(0, 1, lo_open=True))
-    # Stop this many steps after test accuracy first reaches `threshold`; None: never.
+    # Stop this many steps after `split`'s accuracy first reaches `threshold`; None: never.
     after_grok_steps: int | None = field(default=None, metadata=bounds(0))
-    # Stop only at an evaluation where train and test accuracy are both at `threshold`: a run in
-    # a loss spike when its steps are up goes on until it has recovered (or its budget ends).
+    # Stop only at an evaluation where train and `split` accuracy are both at `threshold`: a run
+    # in a loss spike when its steps are up goes on until it has recovered (or its budget ends).
     settled: bool = False
+    # The split whose accuracy the stop watches. A search stops on val (grok/search.py): a stop
+    # on test would let the test split decide what the searcher sees.
+    split: Literal["test", "val"] = "test"
 
 
 @dataclass
@@ -299,6 +302,13 @@ def _eval_interval(min_every: int, max_every: int):
 def _settled_needs_a_stop(settled: bool, after_grok_steps):
     if settled and after_grok_steps is None:
         return "stop.settled", "only used with stop.after_grok_steps (a number of steps)"
+    return None
+
+
+@rule("stop.split", "task.val_fraction")
+def _stop_on_a_split_that_exists(split: str, val_fraction: float):
+    if split == "val" and val_fraction == 0:
+        return "stop.split", "'val', but task.val_fraction is 0 (no val split); allowed: test"
     return None
 
 

@@ -13,22 +13,35 @@ from collections.abc import Callable, Iterable
 THRESHOLDS = (0.99, 1.0)
 TRACKED = ("train/acc", "val/acc", "test/acc")
 
-# The objective of a search for fast grokking, reported at every evaluation: the step at which
-# test accuracy first reached 99%, or, for a run that has not (yet), its step budget. A censored
-# value is a lower bound on the true one; `objective/censored` says which it is.
-OBJECTIVE = "objective/grok_step"
+# The objectives of a search for fast grokking, reported at every evaluation: the step at which a
+# split's accuracy first reached 99%, or, for a run that has not (yet), its step budget. A
+# censored value is a lower bound on the true one; its `censored` key says which it is. A search
+# chooses on the val split: the test one is held out to judge what it chose (grok/search.py
+# refuses a test metric unless the experiment file says `search.allow_test: true`).
+VAL_OBJECTIVE = "objective/val_grok_step"
+VAL_CENSORED = "objective/val_censored"
+OBJECTIVE = "objective/grok_step"  # test accuracy's: kept for the runs that report it
 CENSORED = "objective/censored"
+OBJECTIVES = {VAL_OBJECTIVE: ("val/acc", VAL_CENSORED), OBJECTIVE: ("test/acc", CENSORED)}
 # What a search may optimize: reported at every evaluation and always a number (the crossings
 # grok/*_step are None until reached, so a searcher would get nothing from runs that never grok).
 SEARCH_METRICS = (
-    OBJECTIVE,
+    VAL_OBJECTIVE,
     "val/acc",
     "val/loss",
-    "test/acc",
-    "test/loss",
     "train/acc",
     "train/loss",
+    OBJECTIVE,
+    "test/acc",
+    "test/loss",
 )
+# The metrics that read the test split: choosing on them tunes on test.
+TEST_METRICS = (OBJECTIVE, "test/acc", "test/loss")
+
+
+def censored_key(metric: str) -> str | None:
+    """The key that says whether an objective's value is censored; None for other metrics."""
+    return OBJECTIVES[metric][1] if metric in OBJECTIVES else None
 
 
 def pct(threshold: float) -> int:
@@ -58,9 +71,15 @@ def first_crossing(steps: Iterable[int], values: Iterable[float], threshold: flo
     return None
 
 
-def grok_objective(test_step: int | None, budget: int) -> dict[str, int | bool]:
-    """The objective of a fast-grokking search: the test crossing, else censored at `budget`."""
-    return {OBJECTIVE: budget if test_step is None else test_step, CENSORED: test_step is None}
+def grok_objectives(crossings: dict[str, int | None], budget: int) -> dict[str, int | bool]:
+    """The objectives of a fast-grokking search, from a run's crossings so far: each split's 99%
+    crossing, else censored at `budget`."""
+    out: dict[str, int | bool] = {}
+    for objective, (metric, censored) in OBJECTIVES.items():
+        step = crossings[crossing_key(metric, 0.99)]
+        out[objective] = budget if step is None else step
+        out[censored] = step is None
+    return out
 
 
 def steps_to_grok(train_step: int | None, test_step: int | None) -> int | None:

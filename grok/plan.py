@@ -5,7 +5,7 @@ refusal of a sweep estimated at over a day without --yes-large. No Ray, no torch
 from __future__ import annotations
 
 from grok.experiment import TRIAL_STEPS_PER_S, Experiment, trial_name
-from grok.metrics import OBJECTIVE
+from grok.metrics import OBJECTIVES, TEST_METRICS
 
 DAY = 24 * 3600.0
 LISTED = 20  # a grid of at most this many points is listed whole by --dry-run
@@ -93,11 +93,18 @@ def describe_search(exp: Experiment) -> None:
     at_once = f", at most {at_once} trials at once" if at_once else ""
     print(f"  algorithm: {s.algorithm} ({seeded} {s.seed}){at_once}")
     print(f"  metric: {s.metric} ({s.mode}), each point's mean over its grid points")
-    if s.metric == OBJECTIVE:
+    if s.metric in OBJECTIVES:
+        split = OBJECTIVES[s.metric][0].split("/")[0]
         print(
-            "    the step at which test accuracy first reaches 99%; a run that never does is "
+            f"    the step at which {split} accuracy first reaches 99%; a run that never does is "
             f"censored at its budget, train.steps = {budget}"
         )
+    own_stop = exp.base.stop
+    stops_on_test = own_stop.after_grok_steps is not None and own_stop.split == "test"
+    if s.metric in TEST_METRICS or stops_on_test:  # parse_search allowed it: allow_test
+        print("    chooses on the test split (search.allow_test: true): no held-out test")
+    else:
+        print("    the test split is held out: nothing chooses on it")
     print("  space:")
     width = max(len(key) for key in s.space)
     for key, domain in s.space.items():
@@ -119,5 +126,6 @@ def describe_search(exp: Experiment) -> None:
         )
     after = exp.base.stop.after_grok_steps
     threshold = f"{exp.base.stop.threshold:.0%}"
-    own = "none" if after is None else f"{after} steps after test accuracy reaches {threshold}"
+    watched = f"{exp.base.stop.split} accuracy"
+    own = "none" if after is None else f"{after} steps after {watched} reaches {threshold}"
     print(f"  each trial's own stop (stop.after_grok_steps): {own}; budget {budget} steps")

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from grok.config import Config
-from grok.metrics import OBJECTIVE, SEARCH_METRICS, THRESHOLDS, direction
+from grok.metrics import (
+    SEARCH_METRICS,
+    TEST_METRICS,
+    THRESHOLDS,
+    VAL_OBJECTIVE,
+    direction,
+)
 from grok.overrides import parse_set, setting
 from grok.schema import ConfigError, allowed, check_int, check_keys, coerce
 
@@ -30,6 +36,7 @@ SEARCH_KEYS = (
     "seed",
     "scheduler",
     "stop_if_train_below",
+    "allow_test",
 )
 
 
@@ -79,11 +86,13 @@ class Search:
     space: dict[str, Domain]  # dotted key -> distribution
     num_samples: int = 10  # sampled points; each runs once per grid point
     algorithm: str = "optuna"  # optuna (TPE) or random
-    metric: str = OBJECTIVE
+    metric: str = VAL_OBJECTIVE
     mode: str = "min"
     seed: int = 0  # the searcher's, apart from the trials' seeds
     scheduler: Asha | None = None
     stop_if_train_below: TrainStop | None = None
+    # Choosing on the test split is refused unless the file says so; the report then says it did.
+    allow_test: bool = False
 
     def to_record(self) -> dict[str, Any]:
         """The section as written in experiment files (what experiment.yaml records)."""
@@ -180,13 +189,18 @@ def parse_search(
         )
     search.metric = raw.get("metric", search.metric)
     if search.metric not in SEARCH_METRICS:
-        hint = f" (None until reached; use {OBJECTIVE}, its censored form)"
+        hint = f" (None until reached; use {VAL_OBJECTIVE}, its censored form)"
         raise ConfigError(
             f"{where}.metric = {search.metric!r} is not a reported number"
             f"{hint if str(search.metric).startswith('grok/') else ''}; "
             f"allowed: {', '.join(SEARCH_METRICS)}"
         )
-    if search.metric.startswith("val/") and base.task.val_fraction == 0:
+    search.allow_test = raw.get("allow_test", search.allow_test)
+    if not isinstance(search.allow_test, bool):
+        raise ConfigError(f"{where}.allow_test = {search.allow_test!r}; allowed: true, false")
+    _check_holdout(search, base, grid, where)
+    uses_val = search.metric.startswith("val/") or search.metric == VAL_OBJECTIVE
+    if uses_val and base.task.val_fraction == 0:
         raise ConfigError(f"{where}.metric = {search.metric!r}, but there is no val split")
     search.mode = raw.get("mode", direction(search.metric))
     if search.mode not in ("min", "max"):
@@ -194,6 +208,25 @@ def parse_search(
     search.scheduler = _scheduler(raw.get("scheduler"), base, where)
     search.stop_if_train_below = _train_stop(raw.get("stop_if_train_below"), base, where)
     return search
+
+
+def _check_holdout(search: Search, base: Config, grid: dict[str, list[Any]], where: str) -> None:
+    """A search chooses on the val split: its metric, and the stop that ends its trials, may read
+    the test split only when the file says `allow_test: true`."""
+    if search.allow_test:
+        return
+    if search.metric in TEST_METRICS:
+        raise ConfigError(
+            f"{where}.metric = {search.metric!r} chooses on the test split; allowed: "
+            f"{', '.join(m for m in SEARCH_METRICS if m not in TEST_METRICS)} "
+            "(or say search.allow_test: true)"
+        )
+    splits = grid.get("stop.split", [base.stop.split])
+    if base.stop.after_grok_steps is not None and "test" in splits:
+        raise ConfigError(
+            f"{where}: stop.after_grok_steps watches the test split, so the test split would end "
+            "the trials the search compares; set stop.split: val (or search.allow_test: true)"
+        )
 
 
 def _scheduler(raw: Any, base: Config, where: str) -> Asha | None:

@@ -27,7 +27,7 @@ from grok.fourier import progress_metrics
 from grok.grokfast import make_filter
 from grok.llc import llc_metrics
 from grok.losses import loss_function
-from grok.metrics import CrossingTracker, crossing_key, grok_objective, reached
+from grok.metrics import CrossingTracker, grok_objectives, reached
 from grok.model import build_model
 from grok.optimizers import (
     OrthogonalGrad,
@@ -89,7 +89,7 @@ def stop_status(cfg: Config, step: int, grok_step: int | None, metrics: dict) ->
     if not math.isfinite(metrics["train/loss"]):
         return "diverged"
     if s.after_grok_steps is not None and grok_step is not None:
-        settled = all(reached(metrics[k], s.threshold) for k in ("train/acc", "test/acc"))
+        settled = all(reached(metrics[k], s.threshold) for k in ("train/acc", f"{s.split}/acc"))
         if step >= grok_step + s.after_grok_steps and (settled or not s.settled):
             return "grokked"
     return "finished" if step >= cfg.train.steps else "running"
@@ -148,7 +148,7 @@ class Trainer:
         self.step = 0
         self.status = "running"
         self.tracker = CrossingTracker()
-        self.grok_step: int | None = None  # test accuracy first reached stop.threshold
+        self.grok_step: int | None = None  # stop.split's accuracy first reached stop.threshold
         sizes = {name: len(split) for name, split in self.splits.items()}
         right = lambda split, rows: self.score_rows(split, rows.to(self.device))[2]
         self.snapshots = Snapshots(self.params, sizes, cfg.eval.batch_size, right)
@@ -246,11 +246,10 @@ class Trainer:
             metric, threshold, self.step
         )
         metrics.update(self.tracker.update(self.step, metrics, located))
-        metrics.update(
-            grok_objective(metrics[crossing_key("test/acc", 0.99)], self.cfg.train.steps)
-        )
-        if self.grok_step is None and reached(metrics["test/acc"], self.cfg.stop.threshold):
-            self.grok_step = located("test/acc", self.cfg.stop.threshold)
+        metrics.update(grok_objectives(metrics, self.cfg.train.steps))
+        watched = f"{self.cfg.stop.split}/acc"
+        if self.grok_step is None and reached(metrics[watched], self.cfg.stop.threshold):
+            self.grok_step = located(watched, self.cfg.stop.threshold)
         self.snapshots.next_interval()
         self.status = metrics["status"] = stop_status(self.cfg, self.step, self.grok_step, metrics)
         if self.status == "diverged":

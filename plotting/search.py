@@ -4,8 +4,8 @@ python -m plotting.search results/search_fast_grok [-o DIR] [--top N]
 
 A point is one sampled configuration; it ran once per grid point (usually once per seed). Its
 value is the mean of its trials' final objectives. A censored trial (with the default objective:
-test accuracy never reached 99%, so its value is its budget, a lower bound) is counted and
-drawn apart, never hidden.
+val accuracy never reached 99%, so its value is its budget, a lower bound) is counted and drawn
+apart, never hidden. A search that chose on the test split (`search.allow_test`) says so.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
-from grok.metrics import CENSORED, OBJECTIVE
+from grok.metrics import OBJECTIVES, TEST_METRICS, censored_key
 from plotting.figures import save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.tables import markdown_table, missing, short
@@ -41,12 +41,16 @@ def spec(res: Results) -> dict:
 def finals(res: Results) -> pd.DataFrame:
     """One row per trial: its sampled values, final objective, whether censored, status."""
     metric = spec(res)["metric"]
+    flag = censored_key(metric)
     last = res.frame.groupby("trial", sort=False).tail(1)
-    cols = ["trial", *[c for c in (metric, CENSORED) if c in last]]
+    cols = ["trial", *[c for c in (metric, flag) if c in last]]
     table = res.trials.merge(last[cols], on="trial", how="left")
     if metric not in table:
         table[metric] = math.nan
-    censored = table[CENSORED] if CENSORED in table else pd.Series(math.nan, index=table.index)
+    if flag in table:
+        censored = table[flag]
+    else:  # a metric with no censoring: only a trial with no report is unknown
+        censored = table[metric].isna()
     table["censored"] = censored.fillna(True).astype(bool)  # no report: nothing is known
     return table.rename(columns={metric: "objective"})
 
@@ -113,14 +117,40 @@ def best_text(res: Results, ranked: pd.DataFrame) -> str:
     )
 
 
+def chosen_on(res: Results) -> str:
+    """One sentence: which split the search chose on; one that read the test split says so, and
+    whether its file allowed it (search.allow_test: true)."""
+    search = spec(res)
+    stop = res.meta.get("config", {}).get("stop", {})
+    read = []
+    if search["metric"] in TEST_METRICS:
+        read.append(f"its objective is {search['metric']}")
+    if stop.get("after_grok_steps") is not None and stop.get("split", "test") == "test":
+        read.append("test accuracy ended its trials (stop.after_grok_steps)")
+    if not read:
+        return f"It chose on the val split ({search['metric']}); the test split was held out."
+    allowed = ", as its file allowed (search.allow_test: true)" if search.get("allow_test") else ""
+    return (
+        f"It chose on the test split{allowed}: {' and '.join(read)}, so its test numbers are not "
+        "held out."
+    )
+
+
 def markdown(res: Results, ranked: pd.DataFrame, n: int = TOP) -> str:
     search = spec(res)
     head, rows = top_rows(res, ranked, n)
-    bound = " (its value is its budget, a lower bound)" if search["metric"] == OBJECTIVE else ""
+    metric = search["metric"]
+    if metric in OBJECTIVES:
+        split = OBJECTIVES[metric][0].split("/")[0]
+        never = (
+            f" A censored run never reached 99% {split} accuracy (its value is its budget, "
+            "a lower bound)."
+        )
+    else:
+        never = ""
     return (
-        f"The best {min(n, len(ranked))} of {len(ranked)} sampled points by {search['metric']} "
-        f"({search['mode']}), mean ± sd over each point's runs. A censored run never reached "
-        f"99% test accuracy{bound}.\n\n"
+        f"The best {min(n, len(ranked))} of {len(ranked)} sampled points by {metric} "
+        f"({search['mode']}), mean ± sd over each point's runs.{never} {chosen_on(res)}\n\n"
         + markdown_table(head, rows)
         + f"\n\n{best_text(res, ranked)}."
     )

@@ -10,7 +10,7 @@ import tune_main
 from grok import tune as gtune
 from grok.config import Config, ConfigError
 from grok.experiment import load_experiment
-from grok.metrics import CENSORED, OBJECTIVE, crossing_key
+from grok.metrics import CENSORED, OBJECTIVE, VAL_CENSORED, VAL_OBJECTIVE, crossing_key
 from grok.results import read_reports, trial_dirs, write_record
 from grok.train import Trainer
 from plotting import report
@@ -18,6 +18,7 @@ from plotting import search as psearch
 from plotting.frames import load
 
 TEST_99 = crossing_key("test/acc", 0.99)
+VAL_99 = crossing_key("val/acc", 0.99)
 SPACE = {
     "optim.lr": {"loguniform": [1.0e-3, 3.0e-2]},
     "optim.weight_decay": {"uniform": [0.0, 2.0]},
@@ -96,9 +97,11 @@ GROKS = {
     "eval": {"min_every": 10, "max_every": 50},
     "stop": {"after_grok_steps": 0},
 }
+# The same in a search, whose trials stop on the val split (a stop on test is refused there).
+SEARCH_GROKS = {**GROKS, "stop": {"after_grok_steps": 0, "split": "val"}}
 
 
-def test_objective_is_the_test_crossing_or_the_budget_when_censored():
+def test_objectives_are_each_splits_crossing_or_the_budget_when_censored():
     # The step itself depends on the CPU's arithmetic (420 on one machine, 460 on another).
     grokked = Trainer(Config.from_dict({**GROKS, "seed": 4})).fit()
     assert grokked[TEST_99] is not None and grokked["status"] == "grokked"
@@ -106,6 +109,20 @@ def test_objective_is_the_test_crossing_or_the_budget_when_censored():
     never = Trainer(Config.from_dict({**GROKS, "seed": 1})).fit()
     assert never[TEST_99] is None and never["status"] == "finished"
     assert (never[OBJECTIVE], never[CENSORED]) == (600, True)  # the budget, train.steps
+    for last in (grokked, never):
+        val = last[VAL_99]
+        assert (last[VAL_OBJECTIVE], last[VAL_CENSORED]) == (
+            (600, True) if val is None else (val, False)
+        )
+
+
+def test_a_search_stops_its_trials_on_the_val_split():
+    """stop.split: val ends a run once *val* accuracy has crossed, whatever test does."""
+    last = Trainer(Config.from_dict({**SEARCH_GROKS, "seed": 4})).fit()
+    assert last["status"] == "grokked" and last[VAL_99] is not None
+    # after_grok_steps 0: the first evaluation at or after the val crossing (located between
+    # evaluations), at most eval.max_every = 50 steps later
+    assert last[VAL_99] <= last["step"] < last[VAL_99] + 50
 
 
 BAD_SEARCH = {
@@ -124,7 +141,10 @@ BAD_SEARCH = {
     "searched and gridded": ({"seed": {"randint": [0, 3]}}, {}, "seeds belong in grid"),
     "budget searched": ({"train.steps": {"randint": [10, 20]}}, {}, "train.steps"),
     "metric never reported": (None, {"metric": "val/accuracy"}, "not a reported number"),
-    "metric that may be None": (None, {"metric": "grok/test_acc_99_step"}, OBJECTIVE),
+    "metric that may be None": (None, {"metric": "grok/test_acc_99_step"}, VAL_OBJECTIVE),
+    "test objective": (None, {"metric": OBJECTIVE}, "chooses on the test split"),
+    "test accuracy": (None, {"metric": "test/acc"}, "or say search.allow_test: true"),
+    "allow_test not a bool": (None, {"allow_test": "yes"}, "allowed: true, false"),
     "algorithm": (None, {"algorithm": "bayes"}, "optuna, random"),
     "mode": (None, {"mode": "lowest"}, "min, max"),
     "samples": (None, {"num_samples": 0}, "num_samples"),
@@ -162,7 +182,7 @@ def test_bad_search_is_one_line_exit_2_before_ray_starts(tmp_path):
     path = search_file(tmp_path, metric="grok/test_acc_99_step")
     storage = tmp_path / "results"
     proc = run_cli("tune_main.py", str(path), "--storage", str(storage))
-    assert_one_line_error(proc, "search.metric", OBJECTIVE)
+    assert_one_line_error(proc, "search.metric", VAL_OBJECTIVE)
     assert not storage.exists() and "Ray" not in proc.stdout
 
 
@@ -173,18 +193,19 @@ def test_dry_run_describes_the_space(tmp_path, capsys):
     assert out.startswith("s: 4 trials") and "2 sampled points x 2 grid point(s)" in out
     assert "optim.lr            loguniform [0.001, 0.03]" in out
     assert "model.n_layer       randint [1, 2]" in out and "choice [8, 16]" in out
-    assert "optuna (TPE, seed 0)" in out and f"{OBJECTIVE} (min)" in out
+    assert "optuna (TPE, seed 0)" in out and f"{VAL_OBJECTIVE} (min)" in out
+    assert "val accuracy first reaches 99%" in out and "the test split is held out" in out
     assert "has not reached 99% by step 30" in out and not (tmp_path / "r").exists()
 
 
 def check_finals(folder, budget: int) -> dict[str, dict]:
-    """Each trial's last report carries the objective: its test crossing, or the budget."""
+    """Each trial's last report carries the objective: its val crossing, or the budget."""
     finals = {t.name: read_reports(t)[-1] for t in trial_dirs(folder)}
     for last in finals.values():
-        if last[CENSORED]:
-            assert last[OBJECTIVE] == budget and last[TEST_99] is None
+        if last[VAL_CENSORED]:
+            assert last[VAL_OBJECTIVE] == budget and last[VAL_99] is None
         else:
-            assert last[OBJECTIVE] == last[TEST_99] <= budget
+            assert last[VAL_OBJECTIVE] == last[VAL_99] <= budget
     return finals
 
 
@@ -193,7 +214,7 @@ def test_tiny_optuna_search_runs_with_stopper_and_reports_the_objective(tmp_path
     path = write_experiment(
         tmp_path / "opt.yaml",
         "opt",
-        GROKS,
+        SEARCH_GROKS,
         {"seed": [0, 1]},
         search={"space": space, "num_samples": 2, "stop_if_train_below": {"step": 160}},
     )
@@ -236,11 +257,35 @@ def test_tiny_random_search_is_reproducible_and_plots(tmp_path, ray_address):
     out = tmp_path / "report"
     paths = psearch.write(load(folder), out)
     assert paths["png"].stat().st_size > 10_000
-    assert "| rank | objective/grok_step | censored | lr | wd | layers | bs | trials |" in (
-        paths["md"].read_text()
+    table = paths["md"].read_text()
+    assert "| rank | objective/val_grok_step | censored | lr | wd | layers | bs | trials |" in table
+    assert (
+        "It chose on the val split (objective/val_grok_step); the test split was held out" in table
     )
     text = report.experiment_section(load(folder), out)
     assert "![rnd search](rnd_search.png)" in text and "best: optim.lr=" in text
+
+
+def test_a_search_may_read_the_test_split_only_when_its_file_says_so(tmp_path, capsys):
+    stops_on_test = {**TINY, "stop": {"after_grok_steps": 10}}
+    with pytest.raises(ConfigError, match="stop.after_grok_steps watches the test split"):
+        load_experiment(search_file(tmp_path, config=stops_on_test))
+    path = search_file(tmp_path, config=stops_on_test, metric=OBJECTIVE, allow_test=True)
+    exp = load_experiment(path)
+    assert exp.search.allow_test and exp.search.to_record()["allow_test"] is True
+    assert tune_main.main([str(path), "--dry-run", "--storage", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "chooses on the test split (search.allow_test: true)" in out
+
+
+def test_a_search_that_chose_on_test_says_so_in_its_report(tmp_path):
+    path = search_file(tmp_path, "t", config=TINY, metric="test/acc", allow_test=True)
+    results = gtune.build_tuner(load_experiment(path), tmp_path, verbose=0).fit()
+    assert not results.errors
+    write_record(load_experiment(path), tmp_path / "t", "python tune_main.py t.yaml")
+    text = psearch.write(load(tmp_path / "t"), tmp_path / "out")["md"].read_text()
+    assert "It chose on the test split, as its file allowed (search.allow_test: true)" in text
+    assert "its objective is test/acc" in text
 
 
 def test_tiny_asha_search_stops_the_worse_trials_at_its_rungs(tmp_path, ray_address):
