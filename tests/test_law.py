@@ -10,7 +10,7 @@ from conftest import ROOT, assert_one_line_error, run_cli
 from test_plotting import write_experiment, write_trial
 
 from plotting.frames import load
-from plotting.law import law
+from plotting.law import distinct_draws, extreme, law
 
 WD = "optim.weight_decay"
 
@@ -29,15 +29,43 @@ def law_experiment(root):
     return exp
 
 
+def fits(table, measure="test_step", values="all"):
+    chosen = table[(table["measure"] == measure) & (table["values"] == values)]
+    return chosen.set_index("threshold")
+
+
 def test_slope_of_an_inverse_law_is_minus_one_and_censored_runs_are_not_fitted(tmp_path):
-    table = law(load(law_experiment(tmp_path)), WD).set_index("threshold")
+    table = fits(law(load(law_experiment(tmp_path)), WD))
     row = table.loc[100]
     assert (row["runs"], row["fitted"], row["censored"]) == (12, 11, 1)
     assert math.isclose(row["slope"], -1.0, abs_tol=0.01)  # seed 2 lacks its wd=0.25 run
     assert row["slope_lo"] <= -1.0 <= row["slope_hi"] and row["slope_hi"] - row["slope_lo"] < 0.02
     assert math.isclose(10 ** row["intercept"], 2000 * 1.02, rel_tol=0.02)
-    again = law(load(tmp_path / "law"), WD).set_index("threshold")
+    again = fits(law(load(tmp_path / "law"), WD))
     assert again.loc[100, "slope_lo"] == row["slope_lo"]  # the bootstrap is seeded
+    assert row["reg_lo"] < row["slope"] < row["reg_hi"] and row["seeds"] == 3
+
+
+def test_the_delay_and_the_fit_without_the_extreme_value_are_fitted_too(tmp_path):
+    table = law(load(law_experiment(tmp_path)), WD)
+    assert set(table["values"]) == {"all", "without 2"}  # 2 is as far from the mean log as 0.25
+    delay = fits(table, "steps_to_grok").loc[100]
+    # the delay is 2000/wd x 1.02^seed - 200: the offset takes a larger share of the shorter
+    # delays at large wd, so it falls faster than 1/wd
+    assert (delay["fitted"], delay["censored"]) == (11, 1) and -1.2 < delay["slope"] < -1.0
+    without = fits(table, "test_step", "without 2").loc[100]
+    assert (without["runs"], without["fitted"]) == (9, 8)
+    assert math.isclose(without["slope"], -1.0, abs_tol=0.01)
+
+
+def test_extreme_value_and_distinct_bootstrap_draws():
+    import pandas as pd
+
+    assert extreme(pd.Series([0.1, 0.2, 0.3, 0.5, 1.0, 2.0])) == 2.0  # mean log -0.37
+    assert extreme(pd.Series([0.01, 0.5, 1.0, 2.0])) == 0.01
+    assert extreme(pd.Series([0.5, 1.0, 2.0])) == 2.0  # a tie: the larger
+    assert extreme(pd.Series([1.0, 2.0])) is None
+    assert [distinct_draws(n) for n in (3, 5)] == [10, 126]
 
 
 def test_study_entry_draws_the_law_and_a_group_fig1_with_its_delay(tmp_path):
@@ -54,7 +82,7 @@ def test_study_entry_draws_the_law_and_a_group_fig1_with_its_delay(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (out / "REPORT.md").read_text()
     assert (out / "law_law.png").is_file() and (out / "law_fig1_wd=0.25.png").is_file()
-    assert "| 100% | 12 | 11 | 1 | -1.00 |" in text
+    assert "| steps to test | 100% | all | 12 | 11 | 1 | -1.00 |" in text
     # wd=0.25: train 99% at 200, test 99% at 8000 and 8160: 1.60 and 1.61 decades
     assert "1.61 decades of steps on average (1.60, 1.61; 2 of 3 seeds reached both)" in text
     # seed 2 never does: train 99% at 200, its last step 9000, log10(45) = 1.65

@@ -70,7 +70,17 @@ def test_requirements_test_txt_is_the_test_and_interp_extras_over_the_trackers()
 
 def test_the_main_job_installs_no_test_or_lint_tool():
     names = {Requirement(r).name for r in project()["dependencies"]}
-    assert names == {"torch", "ray", "pyarrow", "numpy", "pandas", "matplotlib", "pyyaml", "optuna"}
+    assert names == {
+        "torch",
+        "ray",
+        "pyarrow",
+        "numpy",
+        "pandas",
+        "matplotlib",
+        "pyyaml",
+        "optuna",
+        "scipy",
+    }
     tools = {Requirement(r).name for r in project()["optional-dependencies"]["test"]}
     assert {"pytest", "hypothesis", "ruff", "moto"} <= tools
 
