@@ -7,6 +7,8 @@ only on the answer tokens (less any masked ones). Splits are tensors, kept whole
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,21 +200,30 @@ def describe(task: TaskConfig, splits: dict[str, Split] | dict[str, list[Example
     )
 
 
-def write_splits(task: TaskConfig, splits: dict[str, Split], out: Path) -> None:
+def write_splits(
+    task: TaskConfig, splits: dict[str, Split], out: Path, compress: bool = False
+) -> None:
+    """Each split as `<name>.csv` (`<name>.csv.gz` with `compress`: gzip with no name or time in
+    its header, so the same splits give the same bytes), and DESCRIPTION.md with the counts."""
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        with open(out / f"{name}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            if task.kind == "modular":
-                op = operation(task.op)
-                names = op.elements(task.p)
-                w.writerow(["a", "op", "b", "c", "text"])
-                for e in splits[name].examples:
-                    w.writerow([names[e.a], op.symbol, names[e.b], names[e.c], e.prompt + e.answer])
-            else:
-                w.writerow(["prompt", "answer", "text"])
-                for e in splits[name].examples:
-                    w.writerow([e.prompt, e.answer, e.prompt + e.answer])
+        rows = io.StringIO(newline="")
+        w = csv.writer(rows)
+        if task.kind == "modular":
+            op = operation(task.op)
+            names = op.elements(task.p)
+            w.writerow(["a", "op", "b", "c", "text"])
+            for e in splits[name].examples:
+                w.writerow([names[e.a], op.symbol, names[e.b], names[e.c], e.prompt + e.answer])
+        else:
+            w.writerow(["prompt", "answer", "text"])
+            for e in splits[name].examples:
+                w.writerow([e.prompt, e.answer, e.prompt + e.answer])
+        data = rows.getvalue().encode()
+        if compress:
+            (out / f"{name}.csv.gz").write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (out / f"{name}.csv").write_bytes(data)
     (out / "DESCRIPTION.md").write_text(describe(task, splits))
 
 

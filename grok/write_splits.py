@@ -1,8 +1,9 @@
 """Write an experiment's train/val/test splits as CSV files, with DESCRIPTION.md and the counts.
 
-python -m grok.data EXPERIMENT.yaml --out DIR [--set k=v ...]
+python -m grok.data EXPERIMENT.yaml --out DIR [--compress] [--set k=v ...]
 
-One folder per distinct task setting of the grid, named by what varies in it.
+One folder per distinct task setting of the grid, named by what varies in it; `--compress`
+gzips each CSV (the same splits give the same bytes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = Parser(description="Write the train/val/test splits of an experiment.")
     ap.add_argument("experiment", help="experiment YAML file")
     ap.add_argument("--out", required=True, help="folder for the split CSVs and DESCRIPTION.md")
+    ap.add_argument("--compress", action="store_true", help="write <split>.csv.gz")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     try:
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
     for label, task, splits in made:
         folder = Path(args.out) / label if label else Path(args.out)
-        write_splits(task, splits, folder)
+        write_splits(task, splits, folder, args.compress)
         label = label or exp.name
         counts = ", ".join(f"{s} {len(splits[s])}" for s in SPLITS)
         print(f"{label}: {sum(len(s) for s in splits.values())} examples ({counts}) -> {folder}")

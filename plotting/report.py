@@ -158,8 +158,12 @@ def data_section(present: list[Results], listed: list[TaskConfig]) -> str:
     for title, text in described.items():
         lines += [f"#### {title}", "", text]
     lines += [
-        "The split files (CSV per split, and this description) are written by "
-        "`python -m grok.data experiments/<name>.yaml --out splits/<name>`.",
+        "The splits of the assignment's six datasets are in [splits/](splits/): one folder "
+        "per dataset, a gzipped CSV per split (columns a, op, b, c, text) and DESCRIPTION.md "
+        "with the counts, written by `python -m grok.data experiments/datasets.yaml --out "
+        "report/splits --compress` (a test checks that today's command writes the same bytes). "
+        "Any experiment's splits: `python -m grok.data experiments/<name>.yaml --out "
+        "splits/<name>`.",
         "",
     ]
     return "\n".join(lines)

@@ -202,3 +202,32 @@ def test_data_main_reports_one_line_errors(tmp_path, capsys, text, sets, names):
     assert err.count("\n") == 1 and err.startswith(f"error: {exp}")
     assert all(name in err for name in names)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_splits_of_the_six_datasets_are_what_the_command_writes(tmp_path):
+    """report/splits (Part 2.1's deliverable) is rewritten byte for byte by today's command, and
+    each dataset's three files are disjoint, cover its table and match its DESCRIPTION.md."""
+    import gzip
+
+    from conftest import ROOT
+
+    committed = ROOT / "report" / "splits"
+    args = [str(ROOT / "experiments" / "datasets.yaml"), "--out", str(tmp_path), "--compress"]
+    assert write_splits.main(args) == 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert len(written) == 6 * 4
+    for path in written:
+        assert (tmp_path / path).read_bytes() == (committed / path).read_bytes(), path
+    for folder in committed.iterdir():
+        rows = {
+            s: list(csv.DictReader(gzip.open(folder / f"{s}.csv.gz", "rt", newline="")))
+            for s in SPLITS
+        }
+        eqs = [{(r["a"], r["b"]) for r in rows[s]} for s in SPLITS]
+        assert sum(map(len, eqs)) == len(set().union(*eqs))  # disjoint
+        p = int(folder.name.split(",p=")[1])
+        table = p * p - (p if "div" in folder.name else 0)  # b = 0 has no inverse
+        assert len(set().union(*eqs)) == table
+        counts = " | ".join(str(len(rows[s])) for s in SPLITS)
+        assert f"| {counts} |" in (folder / "DESCRIPTION.md").read_text()
