@@ -14,6 +14,7 @@ import gzip
 import json
 import math
 import shlex
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from grok.checkpoint import is_checkpoint
 from grok.config import Config
 from grok.experiment import Experiment
 from grok.metrics import direction, score_metric
+from grok.reuse import TRAINING_CODE, code_fingerprint
 from grok.schema import ConfigError, parse_mapping, read_mapping
 from grok.storage import Location, at
 
@@ -77,8 +79,32 @@ def portable_command(command: str) -> str:
     return command if len(out) == len(words) else shlex.join(out)
 
 
+def code_version() -> dict[str, Any]:
+    """The code a sweep starts with: the training code's fingerprint (grok/reuse.py: its source
+    and torch's version) and, in a git checkout, the commit and whether the training code
+    differs from it (`changed`)."""
+    here = Path(__file__).parent
+    version: dict[str, Any] = {"fingerprint": code_fingerprint()[:16]}
+    git = ["git", "-C", str(here.parent)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode == 0:
+            files = [str(here / name) for name in TRAINING_CODE]
+            diff = subprocess.run(
+                [*git, "diff", "--quiet", "HEAD", "--", *files], capture_output=True, timeout=10
+            )
+            version["commit"] = commit.stdout.strip()
+            version["changed"] = diff.returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git here: the fingerprint alone says which code it was
+    return version
+
+
 def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
-    """What experiment.yaml holds: enough to tell whether a folder is this experiment."""
+    """What experiment.yaml holds: enough to tell whether a folder is this experiment, and the
+    code that trains it."""
     return {
         "name": exp.name,
         "command": command,
@@ -90,6 +116,7 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
         "tune": asdict(exp.tune),
         "search": exp.search.to_record() if exp.search else None,
         "config": exp.base.to_dict(),
+        "code": code_version(),
     }
 
 

@@ -2,11 +2,14 @@
 
 python -m plotting.curves results/ablation_wd [-o DIR] [--no-param-norm]
 
-Seeds are drawn as thin lines, with their mean and min-max band over the steps every seed
-reported. Division experiments whose only varying key is the seed also get a figure in the
-manner of Fig. 1 of Power et al. 2022 (train and held-out accuracy, log steps). Runs that report
-the progress measures (`analysis.progress`, docs/progress.md) get them drawn under their accuracy
-curves on the same log-step axis (progress.png); runs that report the local learning coefficient
+Seeds are drawn as thin lines, with their mean and min-max band. A run that stopped before the
+others (it grokked and settled, or its budget was smaller) carries its last value to the end of
+the longest: the mean is drawn to the end of every run, never cut at the shortest one's end.
+Division experiments whose only varying key is the seed also get a figure in the manner of Fig. 1
+of Power et al. 2022 (train and held-out accuracy, log steps; its title names the optimizer, the
+weight decay and the budget). Runs that report the progress measures (`analysis.progress`,
+docs/progress.md) get them drawn under their accuracy curves on the same log-step axis
+(progress.png); runs that report the local learning coefficient
 (`llc/mean`), the stability measures (`stability/...`) or per-layer norms (`norm/<layer>`) get
 them beside their accuracy (measures.png, docs/lab.md).
 """
@@ -40,7 +43,8 @@ def seed_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def draw(ax: Axes, rows: pd.DataFrame, metric: str, color: str, label: str) -> None:
-    """Each seed thin; mean and min-max band where every seed has a value."""
+    """Each seed thin; mean and min-max band from the step every seed has reported on, each
+    seed's last value carried (between its evaluations and after its last one)."""
     if metric not in rows or rows[metric].isna().all():
         return
     wide = seed_curves(rows, metric)
@@ -50,7 +54,7 @@ def draw(ax: Axes, rows: pd.DataFrame, metric: str, color: str, label: str) -> N
     for trial in wide:
         own = wide[trial].dropna()  # its own steps: seeds that stop early evaluate elsewhere
         ax.plot(own.index, own, color=color, lw=0.6, alpha=0.35)
-    common = wide.dropna()
+    common = wide.sort_index().ffill().dropna()
     ax.fill_between(common.index, common.min(axis=1), common.max(axis=1), color=color, alpha=0.2)
     ax.plot(common.index, common.mean(axis=1), color=color, lw=1.8, label=f"{label} (mean)")
 
@@ -61,7 +65,12 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
     groups = list(group_rows(res, res.frame))
     several = any(rows["trial"].nunique() > 1 for _, _, rows in groups)
     runs = "the searched recipes' runs" if res.searched else "seeds"
-    note = f": thin lines are {runs}; band: min-max over them" if several else ""
+    note = (
+        f": thin lines are {runs}; band: min-max over them; a run that stopped early carries "
+        "its last value"
+        if several
+        else ""
+    )
     fig = panel_grid(len(groups), len(panels), 3.3, 2.1, res.name + note)
     axes = fig.subplots(len(groups), len(panels), squeeze=False, sharex=True)
     for row, (label, _, rows) in zip(axes, groups):
@@ -124,7 +133,7 @@ def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
     frac = task.get("train_fraction")
     ax.set_title(
         f"x/y (mod {task.get('p')}), {frac:.0%} of equations for training, "
-        f"{seeds} seed{'s' * (seeds != 1)}" + (f", {note}" if note else ""),
+        f"{seeds} seed{'s' * (seeds != 1)}" + (f", {note}" if note else "") + f"\n{recipe(res)}",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
@@ -132,6 +141,29 @@ def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, path, 120)
     return path
+
+
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "muon": "Muon"}
+
+
+def recipe(res: Results) -> str:
+    """'AdamW, lr 0.001, weight decay 1, budget 3000 steps': the runs' own values where the
+    grid sets them (one value among the runs drawn), else the record's."""
+    cfg = res.meta.get("config", {})
+
+    def value(key: str):
+        if key in res.trials and res.trials[key].nunique() == 1:
+            return res.trials[key].iloc[0]
+        section, name = key.split(".")
+        return cfg.get(section, {}).get(name)
+
+    name = value("optim.name") or "adamw"
+    parts = [OPTIMIZERS.get(name, name), f"lr {value('optim.lr'):g}"]
+    parts.append(f"weight decay {value('optim.weight_decay'):g}")
+    if name == "adam" and value("optim.weight_decay"):
+        parts[-1] += " (L2)"
+    parts.append(f"budget {value('train.steps'):,} steps")
+    return ", ".join(parts)
 
 
 def key_freq_metrics(res: Results) -> list[str]:

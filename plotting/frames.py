@@ -168,6 +168,8 @@ def load(folder: str | Path) -> Results:
 
     curves, rows = [], []
     for name, values, curve, status in read:
+        if status == "running" and ARCHIVED_FROM in meta:
+            status = "interrupted"  # nothing runs in an archive: it was stopped at its last step
         ident = {"trial": name, **{k: values.get(k) for k in keys}, "status": status}
         last = curve["step"].max() if len(curve) else math.nan
         rows.append({**ident, "reports": len(curve), "last_step": last})

@@ -42,7 +42,15 @@ from plotting.study import Entry, Part, Study, load_study
 from plotting.tables import markdown_table, status_counts
 
 STUDY = "study.yaml"  # the study file, looked for in the output folder
-DISCUSSION = "discussion.md"  # written by people from the numbers; included when present
+# Sections written by people from the numbers, each included when its file is in the output
+# folder: the summary after the introduction, the others after the experiments, numbered on.
+SUMMARY = ("summary.md", "Summary")
+CLOSING = (
+    ("discussion.md", "Discussion"),
+    ("modifications.md", "Modifications and challenges"),
+    ("references.md", "References"),
+)
+WRITTEN = (SUMMARY[0], *(name for name, _ in CLOSING))
 
 
 def others(root: Path, known: list[str]) -> list[str]:
@@ -66,12 +74,19 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     lines = [f"### {res.name}", ""]
     lines += [study.intro_of(res.name) or res.meta.get("description") or "", ""]
     lines += [f"Experiment file: `{res.source}`. Command: `{res.command}`.", ""]
+    lines += [code_text(res, study.entry(res.name)), ""]
     budget = budget_text(res, study)
     if budget:
         lines += [budget, ""]
     if res.trials.empty or res.frame.empty:
         return "\n".join(lines + [f"No trial in `{res.folder}` has reported yet.", ""])
-    lines += [f"Trials: {status_counts(res.trials['status'])} (results in `{res.origin}`).", ""]
+    stopped = res.trials[res.trials["status"] == "interrupted"]
+    at = ", ".join(f"`{t.trial}` at step {t.last_step:.0f}" for t in stopped.itertuples())
+    at = f"; interrupted: {at}" if at else ""
+    lines += [
+        f"Trials: {status_counts(res.trials['status'])}{at} (results in `{res.origin}`).",
+        "",
+    ]
     reused = res.trials.dropna(subset=[REUSED_FROM])
     if len(reused):
         pairs = zip(reused["trial"], reused[REUSED_FROM])
@@ -113,6 +128,20 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     else:
         lines += sanity_text(res, out) + [""]
     return "\n".join(lines)
+
+
+def code_text(res: Results, entry: Entry) -> str:
+    """Which code trained the runs: the record's commit, else what the study says."""
+    code = res.meta.get("code") or {}
+    if code.get("commit"):
+        changed = " with uncommitted changes to the training code" if code.get("changed") else ""
+        return (
+            f"Code: trained by commit {code['commit']}{changed} (training-code fingerprint "
+            f"{code.get('fingerprint', '?')}); a rerun on other code may round differently."
+        )
+    if entry.code:
+        return f"Code: {entry.code.strip()}"
+    return "Code: not recorded."
 
 
 def task_label(task: TaskConfig) -> str:
@@ -218,14 +247,18 @@ def build(root: Path, out: Path, study: Study | None = None) -> Path:
     ]
     if study.intro:
         lines += [study.intro.strip(), ""]
+    if (out / SUMMARY[0]).is_file():
+        lines += [f"## {SUMMARY[1]}", "", (out / SUMMARY[0]).read_text().strip(), ""]
     n = len(study.parts)
     title = f"{n + 1}. Other experiments" if n else "1. Experiments"
     parts = [*study.parts, Part(title, [Entry(name) for name in extra])]
     for part in parts:
         lines += part_lines(part, loaded, present, root, out, study)
-    discussion = out / DISCUSSION
-    if discussion.is_file():
-        lines += [f"## {len(parts) + 1}. Discussion", "", discussion.read_text().strip(), ""]
+    number = len(parts)
+    for name, title in CLOSING:
+        if (out / name).is_file():
+            number += 1
+            lines += [f"## {number}. {title}", "", (out / name).read_text().strip(), ""]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

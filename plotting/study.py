@@ -23,7 +23,7 @@ from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
 STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
 PART_KEYS = ("title", "experiments", "data")
-TEXT_KEYS = ("name", "intro", "args", "law", "fig1", "rank")  # an entry's string settings
+TEXT_KEYS = ("name", "intro", "args", "law", "fig1", "rank", "code")  # an entry's string settings
 ENTRY_KEYS = (*TEXT_KEYS, "run")
 
 
@@ -39,6 +39,9 @@ class Entry:
     rank: str = ""  # a grid key (e.g. task.op) whose values are ranked by how fast they grok
     # False: presented, but run only when named (a run far longer than the rest of the study)
     run: bool = True
+    # Which code trained the archived runs, where their record does not say (records made
+    # before experiment.yaml kept the commit): printed in the section as written.
+    code: str = ""
 
     @property
     def file(self) -> str:

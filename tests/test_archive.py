@@ -79,8 +79,11 @@ def test_the_committed_report_rebuilds_from_its_archive(tmp_path):
 
     out = tmp_path / "report"
     out.mkdir()
-    for name in ("study.yaml", "discussion.md"):
-        shutil.copy(ROOT / "report" / name, out / name)
+    from plotting.report import STUDY, WRITTEN
+
+    for name in (STUDY, *WRITTEN):
+        if (ROOT / "report" / name).is_file():
+            shutil.copy(ROOT / "report" / name, out / name)
     shutil.copytree(ROOT / "report" / "weights", out / "weights")
     proc = run_cli("-m", "plotting.report", "report/data", "--out", str(out))
     assert proc.returncode == 0, proc.stderr

@@ -460,3 +460,22 @@ def test_report_on_an_empty_root_names_everything_missing(tmp_path):
     # The assignment's six datasets are described even before any experiment ran.
     assert "| a/b mod 113 | 0.5 | 0.1 | 0 | 12656 | 6328 | 1266 | 5062 | (none here) |" in text
     assert "| a-b mod 97 | 0.5 | 0.1 | 0 | 9409 | 4704 | 941 | 3764 | (none here) |" in text
+
+
+def test_the_mean_curve_runs_to_the_end_of_the_longest_run_and_fig1_names_the_recipe(tmp_path):
+    """A seed that stopped early carries its last value: the mean ends where the last run ends,
+    not inside the shortest; the Fig. 1 title names optimizer, weight decay and budget."""
+    from matplotlib.figure import Figure
+
+    from plotting.curves import draw, recipe
+
+    exp = write_experiment(tmp_path, "div", {"seed": [0, 1]}, {"task": {"op": "/"}})
+    write_trial(exp, {"seed": 0}, [0.1, 1, 1], [0.0, 0.5, 1.0], "grokked", steps=[0, 100, 200])
+    write_trial(exp, {"seed": 1}, [0.1, 1, 1, 1], [0.0, 0.2, 0.4, 1.0], steps=[0, 100, 200, 400])
+    res = load(exp)
+    ax = Figure().subplots()
+    draw(ax, res.frame, "test/acc", "tab:green", "test")
+    mean = next(line for line in ax.get_lines() if line.get_label() == "test (mean)")
+    assert list(mean.get_xdata()) == [100, 200, 400]
+    assert list(mean.get_ydata()) == [0.35, 0.7, 1.0]  # seed 0 holds 1.0 at step 400
+    assert recipe(res) == "AdamW, lr 0.001, weight decay 1, budget 100,000 steps"
