@@ -9,7 +9,8 @@ frequency k (1 <= k <= n // 2) is the wave of angle w_k x, w_k = 2 pi k / n.
 
 Reported at each full evaluation (see docs/progress.md for the definitions and their cost):
 `progress/fourier_share`, `progress/fourier_gini`, `progress/key_freq_1..top_k`,
-`progress/restricted_loss` and `progress/excluded_loss`. What they cost:
+`progress/restricted_loss` (and `progress/restricted_test_loss`, `progress/restricted_test_acc`:
+on the test split alone) and `progress/excluded_loss`. What they cost:
 `python -m benchmarks.bench --progress-cost` (benchmarks/progress_cost.py).
 """
 
@@ -124,11 +125,12 @@ class Table:
     target: torch.Tensor  # (N,) answer token ids
     s: torch.Tensor  # (N,) group coordinate of the answer, x +- y, not reduced
     train: torch.Tensor  # (N,) bool: in the training split
+    test: torch.Tensor  # (N,) bool: in the test split
 
 
 def build_table(op: str, p: int, splits: dict[str, Split]) -> Table:
     coord = {r: x for x, r in enumerate(group_residues(op, p))}
-    xs, targets, s, train = [], [], [], []
+    xs, targets, s, train, test = [], [], [], [], []
     for name, split in splits.items():
         rows = [i for i, e in enumerate(split.examples) if e.a in coord and e.b in coord]
         if not rows:  # an empty split (val_fraction 0) has no answer position either
@@ -138,8 +140,16 @@ def build_table(op: str, p: int, splits: dict[str, Split]) -> Table:
         targets.append(split.y[rows_t, split.cols[0]])
         s += [coord[split.examples[i].a] + SIGNS[op] * coord[split.examples[i].b] for i in rows]
         train += [name == "train"] * len(rows)
+        test += [name == "test"] * len(rows)
     cols = splits["train"].cols  # one answer token, at the same position in every equation
-    return Table(torch.cat(xs), cols, torch.cat(targets), torch.tensor(s), torch.tensor(train))
+    return Table(
+        torch.cat(xs),
+        cols,
+        torch.cat(targets),
+        torch.tensor(s),
+        torch.tensor(train),
+        torch.tensor(test, dtype=torch.bool),
+    )
 
 
 @torch.inference_mode()
@@ -170,9 +180,13 @@ def progress_metrics(model: nn.Module, splits: dict[str, Split], cfg: Config) ->
     logits = table_logits(model, table, cfg.eval.batch_size)
     target = table.target.cpu()
     basis = wave_basis(table.s, len(residues), freqs)
-    metrics["progress/restricted_loss"] = float(
-        F.cross_entropy(restricted_logits(logits, basis), target)
-    )
+    restricted = restricted_logits(logits, basis)
+    metrics["progress/restricted_loss"] = float(F.cross_entropy(restricted, target))
+    if table.test.any():  # the same on the test split alone: comparable with test loss and acc
+        held, held_target = restricted[table.test], target[table.test]
+        metrics["progress/restricted_test_loss"] = float(F.cross_entropy(held, held_target))
+        right = held.argmax(-1) == held_target
+        metrics["progress/restricted_test_acc"] = float(right.double().mean())
     kept = excluded_logits(logits, basis)[table.train]
     metrics["progress/excluded_loss"] = float(F.cross_entropy(kept, target[table.train]))
     return metrics

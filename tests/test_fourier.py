@@ -225,7 +225,8 @@ def test_measures_are_reported_at_every_evaluation_and_change_nothing_else():
     Trainer(tiny({**steps, **ON})).fit(lambda e: measured.append(e.metrics))
     assert [m["step"] for m in measured] == [m["step"] for m in plain]
     names = {"fourier_share", "fourier_gini", "key_freq_1", "key_freq_2"}
-    names = {f"progress/{k}" for k in names | {"restricted_loss", "excluded_loss"}}
+    losses = {"restricted_loss", "restricted_test_loss", "restricted_test_acc", "excluded_loss"}
+    names = {f"progress/{k}" for k in names | losses}
     for a, b in zip(plain, measured):
         assert set(b) - set(a) == names
         assert {k: v for k, v in b.items() if k not in names and k != "steps_per_s"} == {
@@ -234,6 +235,8 @@ def test_measures_are_reported_at_every_evaluation_and_change_nothing_else():
         assert 0 < b["progress/fourier_share"] <= 1 and 0 <= b["progress/fourier_gini"] < 1
         assert {b["progress/key_freq_1"], b["progress/key_freq_2"]} <= {1, 2, 3, 4, 5}
         assert b["progress/restricted_loss"] > 0 and b["progress/excluded_loss"] > 0
+        assert b["progress/restricted_test_loss"] > 0
+        assert 0 <= b["progress/restricted_test_acc"] <= 1
 
 
 def test_train_cli_writes_the_measures_to_metrics_csv(tmp_path):
@@ -299,7 +302,7 @@ def test_a_tune_sweep_records_the_measures(tmp_path, ray_address):
 def test_halfway_steps_and_fixed_keys_from_a_hand_made_curve():
     import pandas as pd
 
-    from plotting.progress import halfway, keys_fixed, verdict
+    from plotting.progress import halfway, interval_before, keys_fixed, verdict
 
     curve = pd.DataFrame(
         {
@@ -316,8 +319,13 @@ def test_halfway_steps_and_fixed_keys_from_a_hand_made_curve():
     assert halfway(curve, "progress/excluded_loss") == 200  # a rise: (3 - 1) / 4
     assert keys_fixed(curve) == 100  # {7, 14} from step 100 on, in either order
     assert halfway(curve, "progress/fourier_share", 0.1) == 100  # (0.3 - 0.1) / 0.8 >= 0.1
-    runs = [(50, 100, 200, 300, 250), (400, 100, 500, 300, 350)]
-    cols = ["Fourier share starts", "test acc starts", "Fourier share", "test acc half-way"]
-    text = verdict(pd.DataFrame(runs, columns=[*cols, "restricted loss"]))
-    assert "start against test accuracy's: the measure first in 1 of 2 runs" in text
-    assert "loss's half-way step against test accuracy's: the measure first in 1 of 2" in text
+    late = curve.assign(**{"progress/key_freq_1": [3, 7, 14, 14, 2]})
+    assert keys_fixed(late) is None  # changed at the last evaluation: not settled
+    assert interval_before(curve, 300) == 100 and interval_before(curve, 0) == 0
+    cols = ["Fourier share starts", "test acc starts", "restricted loss half-way"]
+    cols += ["test loss half-way", "loss resolution"]
+    runs = [(50, 100, 200, 450, 100), (400, 100, 500, 450, 100), (50, 100, 420, 450, 50)]
+    text = verdict(pd.DataFrame(runs, columns=cols).assign(**{"restricted acc half-way": None}))
+    assert "start against test accuracy's: the measure first in 2 of 3 runs" in text
+    assert "loss's half-way step against the test loss's: the measure first in 2 of 3" in text
+    assert "leads 250, -50, 30 at resolutions 100, 100, 50 steps: 1 of 3 longer" in text
