@@ -136,6 +136,13 @@ def final_text(table: pd.DataFrame) -> str:
         r = acc.iloc[0]
         return f"Final test accuracy {fmt_mean_sd(r['test/acc_mean'], r['test/acc_sd'], ACC)}."
     lo, hi = acc.loc[acc["test/acc_mean"].idxmin()], acc.loc[acc["test/acc_mean"].idxmax()]
+    shown = ACC.format(lo["test/acc_mean"])
+    if shown == ACC.format(hi["test/acc_mean"]):  # no range to name
+        exact = lo["test/acc_mean"] == hi["test/acc_mean"]
+        return (
+            f"Final test accuracy (mean over seeds) is {shown} in every group"
+            f"{'' if exact else ' (to the digits shown)'}."
+        )
     return (
         f"Final test accuracy (mean over seeds) ranges from {ACC.format(lo['test/acc_mean'])} "
         f"(`{lo['group']}`) to {ACC.format(hi['test/acc_mean'])} (`{hi['group']}`)."
