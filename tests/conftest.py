@@ -140,8 +140,9 @@ def rewrite_manifest(checkpoint: Path) -> None:
 
 
 # The quick tier (`python -m pytest -m "not slow"`): a test is slow when it starts Ray, an S3
-# server or a cluster (through these fixtures), or is marked `@pytest.mark.slow` itself (a real
-# sweep run as a command, a long training run, the report rebuilt from its archive).
+# server or a cluster (through these fixtures), is marked `@pytest.mark.slow` itself (a real
+# sweep run as a command, a long training run, the report rebuilt from its archive), or is
+# listed in tests/slow.txt (measured at 1.5 s or more).
 SLOW_FIXTURES = {"ray_address", "s3", "multinode", "spread_sweep"}
 # Tests that start a Ray head or kill real sweeps of their own.
 SLOW_TESTS = {
@@ -151,15 +152,33 @@ SLOW_TESTS = {
 }
 
 
+def measured_slow() -> set[str]:
+    """tests/slow.txt's node ids, relative to tests/."""
+    lines = (Path(__file__).parent / "slow.txt").read_text().splitlines()
+    return {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+
+
+MEASURED_SLOW = measured_slow()
+
+
 # Session fixtures that are costly to start twice: their tests share one pytest-xdist worker.
 SHARED_FIXTURES = {"s3", "multinode", "spread_sweep"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
+    seen: set[str] = set()
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if SLOW_FIXTURES & fixtures or item.originalname in SLOW_TESTS:
+        listed = item.nodeid.split("/", 1)[-1] in MEASURED_SLOW
+        seen.add(item.nodeid.split("/", 1)[-1])
+        if SLOW_FIXTURES & fixtures or item.originalname in SLOW_TESTS or listed:
             item.add_marker(pytest.mark.slow)
         if SHARED_FIXTURES & fixtures:
             item.add_marker(pytest.mark.xdist_group("cluster"))
+
+    files = {p.name for p in Path(__file__).parent.glob("test_*.py")}
+    if files <= {name.split("::")[0] for name in seen}:  # the whole suite was collected
+        stale = sorted(MEASURED_SLOW - seen)
+        if stale:
+            raise pytest.UsageError(f"tests/slow.txt names no test: {stale[0]} ({len(stale)})")
