@@ -162,7 +162,8 @@ MEASURED_SLOW = measured_slow()
 
 
 # Session fixtures that are costly to start twice: their tests share one pytest-xdist worker.
-SHARED_FIXTURES = {"s3", "multinode", "spread_sweep"}
+# The S3-only tests form a group of their own, so that they run beside the cluster's.
+CLUSTER_FIXTURES = {"multinode", "spread_sweep"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
@@ -174,8 +175,10 @@ def pytest_collection_modifyitems(config, items):
         seen.add(item.nodeid.split("/", 1)[-1])
         if SLOW_FIXTURES & fixtures or item.originalname in SLOW_TESTS or listed:
             item.add_marker(pytest.mark.slow)
-        if SHARED_FIXTURES & fixtures:
+        if CLUSTER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif "s3" in fixtures:  # an S3 server alone is cheap to start on a second worker
+            item.add_marker(pytest.mark.xdist_group("s3"))
 
     files = {p.name for p in Path(__file__).parent.glob("test_*.py")}
     if files <= {name.split("::")[0] for name in seen}:  # the whole suite was collected
