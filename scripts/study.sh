@@ -3,9 +3,8 @@
 # with the step budgets it names, then rebuilds the report. Two lanes share one local Ray head:
 # each lane runs one experiment at a time with one trial at a time, so both cores stay busy (1 CPU
 # per trial) without the idle core that an odd number of trials leaves. A trial's numbers do not depend on
-# the lane, the head or the order: each trial is seeded and runs on 1 thread. The search is the
-# exception: it runs its file's 2 trials at once (a third process on the 2 cores while it lasts),
-# and the points Optuna proposes depend on the order results come back.
+# the lane, the head or the order: each trial is seeded and runs on 1 thread; the search too
+# runs one trial at a time, so the points Optuna proposes do not depend on which finishes first.
 #
 #   bash scripts/study.sh              # prints the trials and a bound on the time first
 #   bash scripts/study.sh --resume     # continue after an interruption (finished trials stay)
