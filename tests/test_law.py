@@ -107,8 +107,8 @@ def test_study_estimate_counts_trials_and_bounds_the_time():
 
     study = load_study(ROOT / "report" / "study.yaml")
     lines = estimate(study.only([]))
-    assert "  wd_law: 18 trials, at most 1,800,000 steps" in lines
-    assert lines[-1].startswith("19 experiments, 192 trials") and "hours at" in lines[-1]
+    assert "  wd_law: 30 trials, at most 3,000,000 steps" in lines
+    assert lines[-1].startswith("19 experiments, 204 trials") and "hours at" in lines[-1]
     # fig1_paper (3 seeds x 1e6 steps) is presented but run only when named
     assert not any("fig1_paper" in line for line in lines)
     assert (
