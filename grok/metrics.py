@@ -44,6 +44,11 @@ def censored_key(metric: str) -> str | None:
     return OBJECTIVES[metric][1] if metric in OBJECTIVES else None
 
 
+def objective_split(metric: str) -> str | None:
+    """The split whose 99% crossing an objective is ('val', 'test'); None for other metrics."""
+    return OBJECTIVES[metric][0].split("/")[0] if metric in OBJECTIVES else None
+
+
 def pct(threshold: float) -> int:
     return round(threshold * 100)
 

@@ -5,7 +5,7 @@ refusal of a sweep estimated at over a day without --yes-large. No Ray, no torch
 from __future__ import annotations
 
 from grok.experiment import TRIAL_STEPS_PER_S, Experiment, trial_name
-from grok.metrics import OBJECTIVES, TEST_METRICS
+from grok.metrics import TEST_METRICS, objective_split
 
 DAY = 24 * 3600.0
 LISTED = 20  # a grid of at most this many points is listed whole by --dry-run
@@ -93,8 +93,8 @@ def describe_search(exp: Experiment) -> None:
     at_once = f", at most {at_once} trials at once" if at_once else ""
     print(f"  algorithm: {s.algorithm} ({seeded} {s.seed}){at_once}")
     print(f"  metric: {s.metric} ({s.mode}), each point's mean over its grid points")
-    if s.metric in OBJECTIVES:
-        split = OBJECTIVES[s.metric][0].split("/")[0]
+    split = objective_split(s.metric)
+    if split:
         print(
             f"    the step at which {split} accuracy first reaches 99%; a run that never does is "
             f"censored at its budget, train.steps = {budget}"

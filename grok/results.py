@@ -103,8 +103,7 @@ def code_version() -> dict[str, Any]:
 
 
 def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
-    """What experiment.yaml holds: enough to tell whether a folder is this experiment, and the
-    code that trains it."""
+    """What experiment.yaml holds: enough to tell whether a folder is this experiment."""
     return {
         "name": exp.name,
         "command": command,
@@ -116,13 +115,12 @@ def experiment_record(exp: Experiment, command: str = "") -> dict[str, Any]:
         "tune": asdict(exp.tune),
         "search": exp.search.to_record() if exp.search else None,
         "config": exp.base.to_dict(),
-        "code": code_version(),
     }
 
 
 def write_record(exp: Experiment, folder: Path | Location, command: str) -> None:
     """Write the record into `folder` (a path, or a Location in any storage), made if need be."""
-    record = experiment_record(exp, command)
+    record = {**experiment_record(exp, command), "code": code_version()}  # git only when written
     (at(folder) / EXPERIMENT_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
 
 

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
-from grok.metrics import OBJECTIVES, TEST_METRICS, censored_key
+from grok.metrics import TEST_METRICS, censored_key, objective_split
 from plotting.figures import save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.tables import markdown_table, missing, short
@@ -140,8 +140,8 @@ def markdown(res: Results, ranked: pd.DataFrame, n: int = TOP) -> str:
     search = spec(res)
     head, rows = top_rows(res, ranked, n)
     metric = search["metric"]
-    if metric in OBJECTIVES:
-        split = OBJECTIVES[metric][0].split("/")[0]
+    split = objective_split(metric)
+    if split:
         never = (
             f" A censored run never reached 99% {split} accuracy (its value is its budget, "
             "a lower bound)."
