@@ -18,10 +18,9 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, Repeater
@@ -48,7 +47,11 @@ from grok.reuse import REUSED_FROM, RunStore, StoredRun, code_fingerprint, run_k
 from grok.search import Domain
 from grok.storage import Location, at, resolve
 from grok.tracking import Tracking
-from grok.train import EvalEvent, Trainer, resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from grok.train import EvalEvent
 
 NODE = "node_id"  # reported with every result: the Ray node the trial ran on
 
@@ -60,6 +63,10 @@ def trial_threads(cpus: float) -> int:
 
 def trial_device(wanted: str, gpus: float) -> torch.device:
     """'auto' uses the GPU when the trial was given one; 'cuda' insists on it."""
+    import torch
+
+    from grok.train import resolve_device
+
     if wanted == "auto":
         wanted = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     return resolve_device(wanted)
@@ -68,7 +75,12 @@ def trial_device(wanted: str, gpus: float) -> torch.device:
 def train_trial(config: dict[str, Any], base: dict[str, Any], reuse: str | None = None) -> None:
     """The trainable: one grid point, reporting at each evaluation, resuming from checkpoints.
     With `reuse` (a run store, grok/reuse.py), a run already stored is replayed, not trained,
-    and a run trained here is stored once it ends."""
+    and a run trained here is stored once it ends. Torch is imported here, in the trial's
+    worker: the sweep's driver never trains, and its start does not wait for torch."""
+    import torch
+
+    from grok.train import Trainer
+
     cfg = apply_overrides(Config.from_dict(base, "experiment"), config, "trial")
     # Which node ran each report (None when called outside Ray, where asking would start it).
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

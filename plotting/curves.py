@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
-from plotting.figures import panel_grid, save_png
+from plotting.figures import panel_grid, panel_title, save_png
 from plotting.frames import (
     Results,
     group_rows,
@@ -90,7 +90,7 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
             ax.grid(alpha=0.3, which="major")
-            ax.set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+            panel_title(ax, f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
     axes[0][0].legend(fontsize=8, loc="best")
     for ax in axes[-1]:
         ax.set_xlabel("optimization step (log)")
@@ -131,7 +131,8 @@ def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
     ax.set_xlabel("optimization steps (log)")
     ax.set_ylabel("accuracy")
     frac = task.get("train_fraction")
-    ax.set_title(
+    panel_title(
+        ax,
         f"x/y (mod {task.get('p')}), {frac:.0%} of equations for training, "
         f"{seeds} seed{'s' * (seeds != 1)}" + (f", {note}" if note else "") + f"\n{recipe(res)}",
         fontsize=10,
@@ -198,7 +199,7 @@ def plot_progress(res: Results, path: Path) -> Path:
         acc.set_ylim(-0.02, 1.02)
         acc.set_ylabel("accuracy")
         seeds = rows["trial"].nunique()
-        acc.set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+        panel_title(acc, f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
         draw(fourier, rows, "progress/fourier_share", "tab:blue", f"top-{len(keys)} share")
         draw(fourier, rows, "progress/fourier_gini", "tab:orange", "Gini")
         fourier.set_ylim(-0.02, 1.02)
@@ -265,7 +266,7 @@ def plot_measures(res: Results, path: Path) -> Path:
             draw(row[0], rows, f"{split}/acc", COLORS[split], split)
         row[0].set_ylabel("accuracy")
         seeds = rows["trial"].nunique()
-        row[0].set_title(f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
+        panel_title(row[0], f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
         for ax, (panel, metrics) in zip(row[1:], panels.items()):
             for n, metric in enumerate(metrics):  # measured at some evaluations only
                 draw(ax, rows.dropna(subset=[metric]), metric, f"C{n}", metric)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -35,6 +36,14 @@ def panel_grid(rows: int, cols: int, width: float, height: float, title: str) ->
     )
     fig.suptitle(title, y=1 - 0.12 / h, va="top")
     return fig
+
+
+def panel_title(ax: Axes, text: str, **kwargs) -> None:
+    """`text` as the title of `ax`, just above it. Placed, not left to matplotlib: to place a
+    title itself, each draw measures the panel's tick labels (on a log axis, every minor tick
+    too) to see whether the title clears them, which was a fifth of the time a report spent.
+    The figures' ticks are below and left of their panels, so the title never meets them."""
+    ax.set_title(text, y=1.0, **kwargs)
 
 
 def save_png(fig: Figure, path: Path, dpi: int) -> Path:

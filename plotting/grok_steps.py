@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 
 from grok.metrics import THRESHOLDS, crossing_key, first_crossing, pct, reached, steps_to_grok
 from grok.splits import n_test
-from plotting.figures import save_png
+from plotting.figures import panel_title, save_png
 from plotting.frames import (
     NotAnExperiment,
     Results,
@@ -287,7 +287,7 @@ def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_xlabel(", ".join(short(k) for k in res.groups) or "runs")
-        ax.set_title(f"threshold {t}%")
+        panel_title(ax, f"threshold {t}%")
         ax.grid(alpha=0.3, axis="y")
         if marks.loc[(marks["threshold"] == t) & (marks["kind"] != "never"), "y"].isna().all():
             ax.text(

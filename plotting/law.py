@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from grok.cli import Parser
-from plotting.figures import save_png
+from plotting.figures import panel_title, save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.grok_steps import crossings
 from plotting.tables import markdown_table, short
@@ -157,7 +157,7 @@ def plot(res: Results, key: str, table: pd.DataFrame, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel(f"{short(key)} (log)")
     ax.set_ylabel("step test accuracy first reaches the threshold (log)")
-    ax.set_title(f"{res.name}: dotted lines have slope -1 (steps ∝ 1/{short(key)})", fontsize=10)
+    panel_title(ax, f"{res.name}: dotted lines have slope -1 (steps ∝ 1/{short(key)})", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -521,9 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'point':>5s}  {'kills: aimed at -> landed in':70s} {'resumed':7s} {'equal':5s}")
         outcomes = run_schedule(args.points, args.seed, address, out)
     finally:
-        if head is not None:
-            os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=60)
+        if head is not None:  # the head alone: it drains and stops its node in seconds
+            head.send_signal(signal.SIGTERM)
+            head.wait(timeout=300)
+            try:
+                os.killpg(head.pid, signal.SIGKILL)  # and what is left of its group
+            except ProcessLookupError:
+                pass
     by_phase = Counter(where for o in outcomes for where in o.landed)
     good = sum(o.resumed and o.equal for o in outcomes)
     kills = sum(by_phase.values()) - by_phase["not killed"]

@@ -25,7 +25,12 @@ from grok import run
 from grok.checkpoint import read_checkpoint
 from grok.results import read_reports, trial_dirs
 
-LONG = {**TINY, "train": {**TINY["train"], "steps": 3000, "checkpoint_every": 100}}
+# Long enough that a signal lands mid-way; an evaluation (a report to Tune) per checkpoint.
+LONG = {
+    **TINY,
+    "train": {**TINY["train"], "steps": 3000, "checkpoint_every": 100},
+    "eval": {"min_every": 100, "max_every": 100},
+}
 
 
 def start_sweep(path: Path, storage: Path, address: str) -> tuple[subprocess.Popen, list[str]]:

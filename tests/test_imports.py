@@ -42,6 +42,14 @@ def test_module_imports_without_torch_or_ray(module):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("module", ["grok.sweep", "grok.tune"])
+def test_a_sweeps_driver_loads_ray_but_not_torch(module):
+    """The driver never trains: torch loads in the trials' workers, not at every sweep's start."""
+    code = f"import sys, {module}; assert 'ray' in sys.modules and 'torch' not in sys.modules"
+    proc = run_cli("-c", code)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_the_check_itself_sees_torch_when_a_module_imports_it():
     proc = run_cli("-c", "import sys, grok.train; assert 'torch' not in sys.modules")
     assert proc.returncode == 1 and "AssertionError" in proc.stderr

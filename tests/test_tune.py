@@ -330,13 +330,15 @@ def free_port() -> int:
 
 
 def test_trial_device_uses_a_gpu_only_when_the_trial_has_one(monkeypatch):
+    import torch
+
     assert gtune.trial_device("auto", 0).type == "cpu"
     assert gtune.trial_device("cpu", 1).type == "cpu"
-    monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gtune.trial_device("auto", 0.5).type == "cpu"  # given a GPU that is not there
     with pytest.raises(ConfigError, match="train.device"):
         gtune.trial_device("cuda", 1)
-    monkeypatch.setattr(gtune.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gtune.trial_device("auto", 0.25).type == "cuda"  # a fractional GPU is a GPU
     assert gtune.trial_device("auto", 0).type == "cpu"
 
