@@ -150,7 +150,9 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     tmp_path, ray_address, small_disk
 ):
     disk, grow = small_disk
-    path = write_experiment(tmp_path / "full.yaml", "full", LONG, {"seed": [0, 1]})
+    # The disk is full by each trial's third checkpoint (step 300): 1000 steps are enough.
+    config = {**LONG, "train": {**LONG["train"], "steps": 1000}}
+    path = write_experiment(tmp_path / "full.yaml", "full", config, {"seed": [0, 1]})
     proc, words = start_sweep(path, disk, ray_address)
     output, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 1, output[-3000:]
