@@ -1,7 +1,10 @@
 """Kill a real sweep with SIGKILL at seeded moments, resume it, and check that every trial ends
 as in the uninterrupted run, to the bit.
 
-    python scripts/kill_schedule.py --points 100 [--seed 0] [--address HOST:PORT] [--out DIR]
+    python scripts/kill_schedule.py --points 100 [--seed 0] [--start K] [--address HOST:PORT]
+        [--out DIR]
+
+`--start K` runs points K.. only, to split a long schedule over several sittings.
 
 One uninterrupted run of a small two-trial experiment (keep-1 pruning, Tune's state saved at
 every step) is the reference; it also counts how often each phase below happens. Each kill
@@ -450,11 +453,18 @@ def reference_run(work: Path, address: str) -> tuple[dict, Counter, float]:
     return reports(work / "results" / NAME), counts, seconds
 
 
-def run_schedule(points: int, seed: int, address: str, out: Path, log=print) -> list[Outcome]:
+def run_schedule(
+    points: int, seed: int, address: str, out: Path, log=print, start: int = 0
+) -> list[Outcome]:
+    """Points `start`.. of the seeded schedule of `points` (a long schedule in parts). The same
+    seed and count draw the same phases in the same order; which call of a phase, and when an
+    "anytime" kill comes, scale with this run's reference (its phase counts and its time)."""
     reference, counts, seconds = reference_run(out / "reference", address)
     log(f"reference: {seconds:.1f} s; phase entries: {dict(sorted(counts.items()))}")
     outcomes = []
     for i, kills in enumerate(schedule(seed, points, counts, seconds)):
+        if i < start:
+            continue
         outcome = check(kills, out / f"point-{i:03d}", address, reference)
         outcomes.append(outcome)
         log(row(i, outcome))
@@ -506,11 +516,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start", type=int, default=0, help="the first point to run (0-based)")
     parser.add_argument("--address", help="a running Ray cluster (default: start one)")
     parser.add_argument("--out", type=Path, help="where the runs go (default: a temp folder)")
     args = parser.parse_args(argv)
     if args.points < 1:
         parser.error("--points must be at least 1")
+    if not 0 <= args.start < args.points:
+        parser.error(f"--start must be 0..{args.points - 1} (--points {args.points})")
     out = args.out or Path(tempfile.mkdtemp(prefix="kill-schedule-"))
     head = None
     address = args.address
@@ -519,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"runs in {out}; Ray at {address}")
         print(f"{'point':>5s}  {'kills: aimed at -> landed in':70s} {'resumed':7s} {'equal':5s}")
-        outcomes = run_schedule(args.points, args.seed, address, out)
+        outcomes = run_schedule(args.points, args.seed, address, out, start=args.start)
     finally:
         if head is not None:  # the head alone: it drains and stops its node in seconds
             head.send_signal(signal.SIGTERM)
