@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     by_phase = Counter(where for o in outcomes for where in o.landed)
     good = sum(o.resumed and o.equal for o in outcomes)
-    kills = sum(by_phase.values()) - by_phase["not killed"]
+    kills = sum(n for where, n in by_phase.items() if not where.startswith("not killed"))
     print(f"{len(outcomes)} kill points, {kills} kills; landed: {dict(sorted(by_phase.items()))}")
     print(
         f"{good}/{len(outcomes)} resumed with no trial errored and reports equal to the reference"
