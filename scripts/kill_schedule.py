@@ -509,6 +509,20 @@ def start_head(temp: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
 
 
+def stop_head(head: subprocess.Popen) -> None:
+    """SIGTERM to the `ray start --block` process alone: it drains its node and stops the
+    node's processes in seconds (sent to its whole process group, it kills the GCS first and
+    then waits 30 s for it to answer the drain). What is left of the group is then killed."""
+    head.send_signal(signal.SIGTERM)
+    try:
+        head.wait(timeout=300)
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:  # every process of the group has ended
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--drive"]:
@@ -534,13 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'point':>5s}  {'kills: aimed at -> landed in':70s} {'resumed':7s} {'equal':5s}")
         outcomes = run_schedule(args.points, args.seed, address, out, start=args.start)
     finally:
-        if head is not None:  # the head alone: it drains and stops its node in seconds
-            head.send_signal(signal.SIGTERM)
-            head.wait(timeout=300)
-            try:
-                os.killpg(head.pid, signal.SIGKILL)  # and what is left of its group
-            except ProcessLookupError:
-                pass
+        if head is not None:
+            stop_head(head)
     by_phase = Counter(where for o in outcomes for where in o.landed)
     good = sum(o.resumed and o.equal for o in outcomes)
     kills = sum(n for where, n in by_phase.items() if not where.startswith("not killed"))

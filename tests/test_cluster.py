@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ from grok.checkpoint import MANIFEST
 from grok.experiment import Resources, load_experiment
 from grok.results import read_reports, trial_dirs
 from grok.schema import ConfigError
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from kill_schedule import stop_head  # noqa: E402  (a ray start head stopped in seconds)
 
 
 def final_metrics(trial: Path) -> dict:
@@ -256,17 +258,3 @@ def test_a_head_from_ray_start_runs_a_submitted_job(tmp_path):
     finally:
         stop_head(head)
         shutil.rmtree(temp, ignore_errors=True)
-
-
-def stop_head(head: subprocess.Popen) -> None:
-    """SIGTERM to the `ray start --block` process alone: it drains its node and stops the
-    node's processes in seconds (sent to its whole process group, it kills the GCS first and
-    then waits 30 s for it to answer the drain). What is left of the group is then killed."""
-    head.send_signal(signal.SIGTERM)
-    try:
-        head.wait(timeout=300)
-    finally:
-        try:
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:  # every process of the group has ended
-            pass
