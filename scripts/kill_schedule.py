@@ -401,7 +401,8 @@ def check(kills: list[Point], work: Path, address: str, reference: dict) -> Outc
     note = ""
     if landed_in[-1] != "not killed":
         cmd = sweep_command(experiment, storage, address, traced=False)
-        env = {**os.environ, **ENV}
+        # No kill is aimed at this run: Tune saves its state at its own pace.
+        env = {**os.environ, **ENV, "TUNE_GLOBAL_CHECKPOINT_S": "auto"}
         ended = subprocess.run(
             [*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True
         )
@@ -453,6 +454,34 @@ def reference_run(work: Path, address: str) -> tuple[dict, Counter, float]:
     return reports(work / "results" / NAME), counts, seconds
 
 
+def expected_reports(work: Path) -> dict[str, list[dict]]:
+    """The uninterrupted run's reports computed in this process by the Trainer, with no Ray:
+    the trainable reports each evaluation's metrics and Tune adds only what `reports` leaves
+    out, so a sweep's reports equal these (checked by the test that uses them, at a fraction
+    of a reference sweep's cost). The schedule itself runs a reference sweep: it needs the
+    phases' counts."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from grok.experiment import load_experiment, trial_name
+    from grok.train import Trainer
+
+    threads = torch.get_num_threads()
+    out = {}
+    try:
+        for values, cfg in load_experiment(write_experiment(work)).trials():
+            torch.set_num_threads(cfg.train.threads)
+            rows: list[dict] = []
+            Trainer(cfg).fit(lambda event, rows=rows: rows.append(event.metrics))
+            out[trial_name(values)] = [
+                {k: v for k, v in json.loads(json.dumps(r)).items() if k not in VOLATILE}
+                for r in rows
+            ]
+    finally:
+        torch.set_num_threads(threads)
+    return dict(sorted(out.items()))
+
+
 def run_schedule(
     points: int, seed: int, address: str, out: Path, log=print, start: int = 0
 ) -> list[Outcome]:
@@ -461,6 +490,8 @@ def run_schedule(
     "anytime" kill comes, scale with this run's reference (its phase counts and its time)."""
     reference, counts, seconds = reference_run(out / "reference", address)
     log(f"reference: {seconds:.1f} s; phase entries: {dict(sorted(counts.items()))}")
+    same = reference == expected_reports(out / "in-process")
+    log(f"reference sweep's reports equal the Trainer's run without Ray: {same}")
     outcomes = []
     for i, kills in enumerate(schedule(seed, points, counts, seconds)):
         if i < start:

@@ -164,6 +164,9 @@ MEASURED_SLOW = measured_slow()
 # Session fixtures that are costly to start twice: their tests share one pytest-xdist worker.
 # The S3-only tests form a group of their own, so that they run beside the cluster's.
 CLUSTER_FIXTURES = {"multinode", "spread_sweep"}
+# Module fixtures that run a sweep or train a model: each worker that runs one of their tests
+# would make them again, so their tests share a worker too (a group per fixture).
+SHARED_FIXTURES = {"tracked_sweep", "tiny_sweep", "memorize_run", "mask3_run", "installed"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
@@ -179,6 +182,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("cluster"))
         elif "s3" in fixtures:  # an S3 server alone is cheap to start on a second worker
             item.add_marker(pytest.mark.xdist_group("s3"))
+        elif SHARED_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.xdist_group(min(SHARED_FIXTURES & fixtures)))
 
     files = {p.name for p in Path(__file__).parent.glob("test_*.py")}
     if files <= {name.split("::")[0] for name in seen}:  # the whole suite was collected

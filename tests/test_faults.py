@@ -31,6 +31,14 @@ LONG = {
     "train": {**TINY["train"], "steps": 3000, "checkpoint_every": 100},
     "eval": {"min_every": 100, "max_every": 100},
 }
+# The same run with a report and a checkpoint every 500 steps: a signal still lands mid-way
+# (after each trial's first checkpoint, 2500 steps before its end), and the resume that goes on
+# to the end has 6 reports a trial for Tune to write, not 30.
+SPARSE = {
+    **LONG,
+    "train": {**LONG["train"], "checkpoint_every": 500},
+    "eval": {"min_every": 500, "max_every": 500},
+}
 
 
 def start_sweep(path: Path, storage: Path, address: str) -> tuple[subprocess.Popen, list[str]]:
@@ -74,7 +82,7 @@ def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, trials: int) -> N
 def test_a_signalled_sweep_exits_128_plus_the_signal_with_its_resume_command_last(
     tmp_path, ray_address, number
 ):
-    path = write_experiment(tmp_path / "stopped.yaml", "stopped", LONG, {"seed": [0, 1]})
+    path = write_experiment(tmp_path / "stopped.yaml", "stopped", SPARSE, {"seed": [0, 1]})
     storage = tmp_path / "results"
     proc, words = start_sweep(path, storage, ray_address)
     wait_for_checkpoints(proc, storage / "stopped", 2)

@@ -278,7 +278,7 @@ def test_a_search_may_read_the_test_split_only_when_its_file_says_so(tmp_path, c
     assert "chooses on the test split (search.allow_test: true)" in out
 
 
-def test_a_search_that_chose_on_test_says_so_in_its_report(tmp_path):
+def test_a_search_that_chose_on_test_says_so_in_its_report(tmp_path, ray_address):
     path = search_file(tmp_path, "t", config=TINY, metric="test/acc", allow_test=True)
     results = gtune.build_tuner(load_experiment(path), tmp_path, verbose=0).fit()
     assert not results.errors
