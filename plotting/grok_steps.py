@@ -93,6 +93,7 @@ def crossings(res: Results) -> pd.DataFrame:
     splits = [m for m in ("train/acc", "test/acc") if res.has(m)]
     for trial in res.trials.to_dict("records"):
         curve = res.frame[res.frame["trial"] == trial["trial"]]
+        close = closest(res, trial, curve)
         for t in THRESHOLDS:
             first = {m: crossing(curve, m, t) for m in splits}
             train, test = first.get("train/acc"), first.get("test/acc")
@@ -107,7 +108,7 @@ def crossings(res: Results) -> pd.DataFrame:
                     "censored": gap is None,
                     "last_step": trial["last_step"],
                     "budget": trial["budget"],
-                    **closest(res, trial, curve),
+                    **close,
                 }
             )
     columns = ["trial", *res.keys, "status", *CROSSING_COLUMNS, "last_step", "budget"]
