@@ -178,6 +178,8 @@ def tracked_sweep(tmp_path_factory, ray_address):
         ray_address,
         "--mlflow",
         str(db),
+        "--max-concurrent",  # one reused worker for both trials: torch imported once
+        "1",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -192,8 +192,10 @@ LAB_GRID = {"train.loss": ["cross_entropy", "stablemax"], "optim.name": ["adamw"
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory, ray_address):
-    """One real four-trial sweep, shared by the tests that only read it."""
-    proc, folder, _ = sweep(tmp_path_factory.mktemp("tiny"), ray_address, grid=LAB_GRID)
+    """One real four-trial sweep, shared by the tests that only read it. One trial at a time:
+    Tune runs them all in one reused worker, which imports torch once, not twice."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    proc, folder, _ = sweep(tmp, ray_address, grid=LAB_GRID, extra=("--max-concurrent", "1"))
     return proc, folder
 
 
