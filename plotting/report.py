@@ -24,7 +24,7 @@ from grok.results import (
 )
 from grok.reuse import REUSED_FROM
 from grok.storage import local_view
-from plotting import curves, fig1, grok_steps, progress, search, tables
+from plotting import claims, curves, fig1, grok_steps, progress, search, tables
 from plotting.frames import NotAnExperiment, Results, load
 from plotting.sections import (
     base_config,
@@ -50,6 +50,7 @@ CLOSING = (
     ("modifications.md", "Modifications and challenges"),
     ("references.md", "References"),
 )
+REPRODUCTIONS = "Reproductions"  # the study's claims (plotting/claims.py), after the summary
 WRITTEN = (SUMMARY[0], *(name for name, _ in CLOSING))
 
 
@@ -62,10 +63,10 @@ def others(root: Path, known: list[str]) -> list[str]:
     )
 
 
-def missing_section(name: str, root: Path) -> str:
+def missing_section(entry: Entry, root: Path) -> str:
     return (
-        f"### {name}\n\n**Missing:** `{root / name}` was not found. Produce it with "
-        f"`python tune_main.py experiments/{name}.yaml`, then rebuild this report.\n"
+        f"### {entry.name}\n\n**Missing:** `{root / entry.name}` was not found. Produce it with "
+        f"`python tune_main.py {entry.file}`, then rebuild this report.\n"
     )
 
 
@@ -220,7 +221,7 @@ def part_lines(part: Part, loaded: dict, present: list[Results], root: Path, out
     for entry in part.experiments:
         found = loaded.get(entry.name)
         if found is None:
-            lines += [missing_section(entry.name, root)]
+            lines += [missing_section(entry, root)]
         elif isinstance(found, str):
             lines += [f"### {entry.name}\n\n**Unreadable:** {found}\n"]
         else:
@@ -252,8 +253,12 @@ def build(root: Path, out: Path, study: Study | None = None) -> Path:
     n = len(study.parts)
     title = f"{n + 1}. Other experiments" if n else "1. Experiments"
     parts = [*study.parts, Part(title, [Entry(name) for name in extra])]
+    sections = []  # drawn first: the Reproductions section shows their figures
     for part in parts:
-        lines += part_lines(part, loaded, present, root, out, study)
+        sections += part_lines(part, loaded, present, root, out, study)
+    if study.claims:
+        lines += [f"## {REPRODUCTIONS}", "", *claims.section(study, loaded, out)]
+    lines += sections
     number = len(parts)
     for name, title in CLOSING:
         if (out / name).is_file():

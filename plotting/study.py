@@ -21,17 +21,24 @@ from grok.cli import Parser, fail
 from grok.config import TaskConfig
 from grok.schema import ConfigError, build, check_int, check_keys, read_mapping
 
-STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts")
+STUDY_KEYS = ("title", "intro", "full_budget", "budget_reason", "parts", "claims")
 PART_KEYS = ("title", "experiments", "data")
-TEXT_KEYS = ("name", "intro", "args", "law", "fig1", "rank", "code")  # an entry's string settings
+# an entry's string settings
+TEXT_KEYS = ("name", "file", "intro", "args", "law", "fig1", "rank", "code")
 ENTRY_KEYS = (*TEXT_KEYS, "run")
+CLAIM_TEXT = ("experiment", "paper", "claim", "setting", "verdict", "reading", "figure")
+CLAIM_KEYS = (*CLAIM_TEXT, "measures")
+VERDICTS = ("reproduced", "partly", "not reproduced", "contradicted", "not run yet")
+FIGURES = ("grok_steps", "curves", "fig1", "progress", "measures")  # an experiment's figures
 
 
 @dataclass
 class Entry:
-    """One experiment of the study: results/<name>/, from experiments/<name>.yaml."""
+    """One experiment of the study: results/<name>/, from its file (experiments/<name>.yaml
+    unless `file` says otherwise)."""
 
     name: str
+    file: str = ""  # the experiment file; empty: experiments/<name>.yaml
     intro: str = ""  # the report's introduction; empty: the experiment's own description
     args: str = ""  # extra tune_main.py arguments (budgets) the study runs it with
     law: str = ""  # a grid key to fit grokking time against in log-log (plotting/law.py)
@@ -43,9 +50,24 @@ class Entry:
     # before experiment.yaml kept the commit): printed in the section as written.
     code: str = ""
 
-    @property
-    def file(self) -> str:
-        return f"experiments/{self.name}.yaml"
+    def __post_init__(self):
+        self.file = self.file or f"experiments/{self.name}.yaml"
+
+
+@dataclass
+class Claim:
+    """A published claim and the study's experiment that tries it (the Reproductions section)."""
+
+    experiment: str  # a study entry's name
+    paper: str  # authors, year: how the table names the paper
+    claim: str  # the claim with the paper's number and where it is (figure, table, section)
+    setting: str  # what our setting is, in a line
+    verdict: str  # one of VERDICTS
+    reading: str = ""  # the paragraph beside the figure: what the runs show
+    figure: str = "grok_steps"  # which of the experiment's figures (FIGURES) shows the claim
+    # what the "ours" column gives per group: grok (the 99% test crossing), ratio (test over
+    # train crossing), final:METRIC (its last value), peak:METRIC (the step of its maximum)
+    measures: list[str] = field(default_factory=lambda: ["grok"])
 
 
 @dataclass
@@ -62,6 +84,7 @@ class Study:
     full_budget: int | None = None  # the step budget the study's questions were posed with
     budget_reason: str = ""  # why runs may use fewer steps than their files
     parts: list[Part] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)  # the Reproductions table, in order
 
     @property
     def entries(self) -> list[Entry]:
@@ -108,6 +131,36 @@ def _part(raw: Any, where: str) -> Part:
     return Part(raw["title"], entries, data)
 
 
+def measure_ok(measure: Any) -> bool:
+    """grok, ratio, final:METRIC or peak:METRIC."""
+    if not isinstance(measure, str):
+        return False
+    kind, _, metric = measure.partition(":")
+    return measure in ("grok", "ratio") or (kind in ("final", "peak") and bool(metric))
+
+
+def _claim(raw: Any, where: str, names: list[str]) -> Claim:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a claim is a mapping with {', '.join(CLAIM_KEYS)}")
+    check_keys(raw, CLAIM_KEYS, where)
+    for key in ("experiment", "paper", "claim", "setting", "verdict"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ConfigError(f"{where}: {key} is a non-empty string")
+    if not all(isinstance(raw.get(k, ""), str) for k in CLAIM_TEXT):
+        raise ConfigError(f"{where}: {', '.join(CLAIM_TEXT)} are strings")
+    if raw["experiment"] not in names:
+        raise ConfigError(f"{where}: {raw['experiment']} is not an experiment of the study")
+    if raw["verdict"] not in VERDICTS:
+        allowed = ", ".join(VERDICTS)
+        raise ConfigError(f"{where}: verdict {raw['verdict']!r} is not one of {allowed}")
+    if raw.get("figure", "grok_steps") not in FIGURES:
+        raise ConfigError(f"{where}: figure {raw['figure']!r} is not one of {', '.join(FIGURES)}")
+    measures = raw.get("measures", ["grok"])
+    if not isinstance(measures, list) or not measures or not all(map(measure_ok, measures)):
+        raise ConfigError(f"{where}: measures is a list of grok, ratio, final:METRIC, peak:METRIC")
+    return Claim(**{**raw, "measures": measures})
+
+
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; ConfigError with one line naming what is wrong."""
     source = str(path)
@@ -123,6 +176,10 @@ def load_study(path: str | Path) -> Study:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ConfigError(f"{source}: {twice[0]} is listed twice")
+    claims = raw.get("claims") or []
+    if not isinstance(claims, list):
+        raise ConfigError(f"{source}: claims is a list")
+    study.claims = [_claim(c, f"{source}: claims[{i}]", names) for i, c in enumerate(claims)]
     return study
 
 

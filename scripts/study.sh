@@ -40,8 +40,9 @@ lane() {  # takes the next experiment off the queue until none is left
     i=$(flock results/study-next bash -c 'i=$(cat results/study-next); echo $((i + 1)) >results/study-next; echo $i')
     (( i < ${#QUEUE[@]} )) || return 0
     local args=(${QUEUE[$i]})
-    local name
-    name=$(basename "${args[0]}" .yaml)
+    local name  # the experiment's results folder: its file's `name:` (else the file's stem)
+    name=$(sed -n 's/^name: *\([A-Za-z0-9_.-]*\).*/\1/p' "${args[0]}" | head -1)
+    name=${name:-$(basename "${args[0]}" .yaml)}
     echo "$(date +%T) lane $1: ${QUEUE[$i]}"
     # shellcheck disable=SC2086
     python tune_main.py --address auto --max-concurrent 1 --reuse results/.reuse $AGAIN "${args[@]}" \
