@@ -118,17 +118,22 @@ def test_a_probe_of_a_real_model_agrees_with_a_full_evaluation_and_stops_once_be
             assert snaps.reached(i, "test", threshold) == (acc >= threshold - 1e-9)
 
 
-# x+y mod 11 with 80% in training: it memorizes, then groks, within 1500 steps; evaluations
-# every 40-100 steps, so every crossing is located between them by the bisection.
+# x+y mod 11 with 90% in training, full batch, d_model 64: it memorizes (train 99% near step
+# 40-80), then groks (test 99% at 250-430 for seeds 0-4 on one CPU, seed 0 at 343), well inside
+# 1000 steps; evaluations every 40-100 steps, so every crossing is located between them by the
+# bisection. (With d_model 32 the grok came on some seeds and CPUs and not on others.)
 GROKS = {
-    "train.steps": 1500,
-    "train.batch_size": 32,
-    "optim.lr": 3e-3,
+    "train.steps": 1000,
+    "train.batch_size": "full",
+    "optim.lr": 1e-2,
     "optim.weight_decay": 1.0,
+    "model.d_model": 64,
+    "model.n_head": 4,
+    "model.d_ff": 256,
     "eval.min_every": 40,
     "eval.max_every": 100,
-    "task.train_fraction": 0.8,
-    "task.val_fraction": 0.1,
+    "task.train_fraction": 0.9,
+    "task.val_fraction": 0.05,
 }
 
 
@@ -139,14 +144,12 @@ def test_each_crossing_of_a_grokking_run_is_a_step_where_the_accuracy_rose_to_it
     # bisection locates must be a step at which the accuracy reached the threshold and the step
     # before did not, after an evaluation below it. On this tiny split test accuracy touches
     # 100% and falls back between evaluations, so the first such step, which only evaluating
-    # every step sees, can come earlier. (The trainer that held the bisection itself found
-    # train 99% at 555 and test 99% at 1180 with torch 2.13 on this project's CPU machine; the
-    # exact steps depend on the CPU's arithmetic.)
+    # every step sees, can come earlier. (The exact steps depend on the CPU's arithmetic.)
     sparse, dense = [], []
     Trainer(tiny({**GROKS, "eval.refine_every": 1e-6})).fit(lambda e: sparse.append(e.metrics))
     every = {"eval.min_every": 1, "eval.max_every": 1, "eval.refine_every": 0.0}
     Trainer(tiny({**GROKS, **every})).fit(lambda event: dense.append(event.metrics))
-    assert len(sparse) < 100 < 1500 < len(dense)
+    assert len(sparse) < 100 < 1000 < len(dense)
     at, evaluated = {m["step"]: m for m in dense}, {m["step"]: m for m in sparse}
     located = {
         k: v for k, v in sparse[-1].items() if k.startswith("grok/") and k.endswith("_step") and v
@@ -159,5 +162,15 @@ def test_each_crossing_of_a_grokking_run_is_a_step_where_the_accuracy_rose_to_it
         before = max(s for s in evaluated if s < step)
         assert not reached(evaluated[before][metric], threshold)
     assert set(located.values()) - set(evaluated)  # some crossing fell between evaluations
-    train = [k for k in located if "/train_" in k]  # train accuracy rose once and stayed
-    assert {k: located[k] for k in train} == {k: dense[-1][k] for k in train}
+    # Where the accuracy first reached the threshold after the evaluation before the located
+    # step and stayed there up to it, the bisection finds that first step, as evaluating every
+    # step does (a threshold touched and left in between may be found at a later touch).
+    single = []
+    for key, step in located.items():
+        split, _, pct, _ = key.split("/")[1].split("_")
+        metric, threshold, first = f"{split}/acc", int(pct) / 100, dense[-1][key]
+        before = max(s for s in evaluated if s < step)
+        if first > before and all(reached(at[s][metric], threshold) for s in range(first, step)):
+            single.append(key)
+            assert step == first, key
+    assert single  # the check above ran

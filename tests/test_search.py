@@ -101,24 +101,36 @@ GROKS = {
 SEARCH_GROKS = {**GROKS, "stop": {"after_grok_steps": 0, "split": "val"}}
 
 
+# x+y mod 11, 90% in training, full batch, d_model 64: memorizes by step ~80 and groks on val
+# and on test within ~1250 steps on each of seeds 0-5 tried (seed 2: test 99% at 258, val 99% at
+# 383, on one CPU). Far from the edge of its budget, so another CPU's arithmetic moves the steps,
+# not the outcome.
+SURE = {
+    **GROKS,
+    "model": {**TINY["model"], "d_model": 64, "n_head": 4, "d_ff": 256},
+    "train": {**GROKS["train"], "steps": 3000},
+    "seed": 2,
+}
+
+
 def test_objectives_are_each_splits_crossing_or_the_budget_when_censored():
-    # The step itself depends on the CPU's arithmetic (420 on one machine, 460 on another).
-    grokked = Trainer(Config.from_dict({**GROKS, "seed": 4})).fit()
+    grokked = Trainer(Config.from_dict(SURE)).fit()  # stops on test, 0 steps after
     assert grokked[TEST_99] is not None and grokked["status"] == "grokked"
     assert (grokked[OBJECTIVE], grokked[CENSORED]) == (grokked[TEST_99], False)
-    never = Trainer(Config.from_dict({**GROKS, "seed": 1})).fit()
+    # Stopped at step 150, after memorizing and long before either split could cross.
+    never = Trainer(Config.from_dict({**SURE, "train": {**SURE["train"], "steps": 150}})).fit()
     assert never[TEST_99] is None and never["status"] == "finished"
-    assert (never[OBJECTIVE], never[CENSORED]) == (600, True)  # the budget, train.steps
-    for last in (grokked, never):
+    assert (never[OBJECTIVE], never[CENSORED]) == (150, True)  # the budget, train.steps
+    for last, budget in ((grokked, 3000), (never, 150)):
         val = last[VAL_99]
         assert (last[VAL_OBJECTIVE], last[VAL_CENSORED]) == (
-            (600, True) if val is None else (val, False)
+            (budget, True) if val is None else (val, False)
         )
 
 
 def test_a_search_stops_its_trials_on_the_val_split():
     """stop.split: val ends a run once *val* accuracy has crossed, whatever test does."""
-    last = Trainer(Config.from_dict({**SEARCH_GROKS, "seed": 4})).fit()
+    last = Trainer(Config.from_dict({**SURE, "stop": SEARCH_GROKS["stop"]})).fit()
     assert last["status"] == "grokked" and last[VAL_99] is not None
     # after_grok_steps 0: the first evaluation at or after the val crossing (located between
     # evaluations), at most eval.max_every = 50 steps later
