@@ -243,7 +243,9 @@ def test_tiny_sweep_goes_through_plotting_into_a_report(tiny_sweep, tmp_path):
     assert f"{max(finals):.4f}" in table or f"{min(finals):.4f}" in table
 
 
-def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address, capsys):
+def test_existing_results_refused_then_resume_or_fresh_whose_errored_trial_exits_1(
+    tmp_path, ray_address, capsys
+):
     proc, folder, path = sweep(tmp_path, ray_address, grid={"seed": [0]})
     assert proc.returncode == 0, proc.stderr[-2000:]
     before = final_metrics(folder)
@@ -253,26 +255,22 @@ def test_existing_results_refused_then_resume_or_fresh(tmp_path, ray_address, ca
     assert tune_main.main([str(path), *storage]) == 2
     assert "--resume" in capsys.readouterr().err
     assert final_metrics(folder) == before  # untouched
-    other = write_experiment(tmp_path / "other.yaml", "tiny", grid={"seed": [5]})
+    # Another experiment under the same name; its one trial errors (a GPU it is not given).
+    errs = {**TINY, "train": {**TINY["train"], "device": "cuda"}}
+    other = write_experiment(tmp_path / "other.yaml", "tiny", errs, grid={"seed": [5]})
     assert tune_main.main([str(other), *storage, "--resume"]) == 2
     assert "not this experiment" in capsys.readouterr().err
     assert tune_main.main([str(path), *storage, "--resume", "--max-concurrent", "3"]) == 2
     err = capsys.readouterr().err
     assert "keeps that limit" in err and len(err.strip().splitlines()) == 1
     assert final_metrics(folder) == before  # untouched
-    fresh = run_cli(
-        "tune_main.py",
-        str(other),
-        "--storage",
-        str(folder.parent),
-        "--fresh",
-        "--address",
-        ray_address,
-    )
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    fresh = run_cli("tune_main.py", str(other), *storage, "--fresh")
     assert [t.name for t in trial_dirs(folder)] == ["seed=5"]
     moved = [p for p in folder.parent.iterdir() if p.name.startswith("tiny.old-")]
     assert len(moved) == 1 and [t.name for t in trial_dirs(moved[0])] == ["seed=0"]
+    # An errored trial: exit status 1, and the sweep says so.
+    assert fresh.returncode == 1, fresh.stderr[-2000:]
+    assert "ERROR" in fresh.stdout and "errored" in fresh.stderr
 
 
 def test_the_limit_a_sweep_started_with_is_read_from_its_command():
@@ -306,13 +304,6 @@ def test_a_run_stored_by_one_experiment_is_replayed_by_another(tmp_path, ray_add
     answer = run_cli("infer.py", str(folder_b), "--prompt", "3+4=")
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip().splitlines()[-1].startswith("3+4=")
-
-
-def test_errored_trial_gives_nonzero_exit(tmp_path, ray_address):
-    config = {**TINY, "train": {**TINY["train"], "device": "cuda"}}  # no GPU is given to it
-    proc, folder, _ = sweep(tmp_path, ray_address, grid={"seed": [0]}, config=config, extra=())
-    assert proc.returncode == 1
-    assert "ERROR" in proc.stdout and "errored" in proc.stderr
 
 
 def test_sanity_experiment_runs_under_tune(tmp_path, ray_address):
