@@ -18,7 +18,7 @@ import signal
 import sys
 
 from grok import cluster, plan, storage
-from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
+from grok.cli import Parser, add_experiment, end, fail, full_disk, joined, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
 from grok.schema import ConfigError
@@ -176,24 +176,8 @@ def cli(invoked: tuple[str, ...] = ("grok-sweep",)) -> int:
     """The `grok-sweep` command (`python tune_main.py` in a clone), with Tune's newer console
     output."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    joined_before = joined()
     code = main(invoked=invoked)
-    if "ray" in sys.modules:
+    if joined() and not joined_before:  # this command joined a cluster: it ran a sweep
         end(code)
     return code
-
-
-def end(code: int) -> None:
-    """Leave the cluster and end the process with `code`, once the sweep and what it prints are
-    done. Python's own teardown of Ray's core worker and of what the sweep imported (Tune,
-    pandas, matplotlib) takes 1.5-2.5 s more and does nothing a user needs: the results are
-    written, the trackers closed (at the end of `fit`) and the output flushed here."""
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
