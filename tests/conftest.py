@@ -16,6 +16,11 @@ pytest_plugins = ["cluster_fixtures"]  # the S3 server and the multi-node cluste
 # Token auth would write ~/.ray/auth_token; local test clusters need none.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray starts its workers (Tune's trials) at nice 15, below everything else on the machine: beside
+# any busy process at the default priority a trial gets a few percent of a core, and a sweep the
+# test waits on crawls. The clusters the tests start run them at the suite's own priority, so a
+# loaded machine slows the trials as much as the rest of the suite and no more.
+os.environ["RAY_worker_niceness"] = "0"
 
 # Property tests: the same examples on every CI run (derandomize), few enough that together they
 # take well under a minute on 2 cores; no deadline (a loaded machine is not a failure). Locally
