@@ -9,6 +9,7 @@ grok/trackers.py, imported only by a sweep that asks for them.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
@@ -28,7 +29,27 @@ def trial_params(base: dict[str, Any], trial_config: dict[str, Any]) -> dict[str
 class StepTBXLoggerCallback(TBXLoggerCallback):
     """TensorBoard event files with every metric at its training step."""
 
+    def __init__(self) -> None:
+        load_tensorboardx()
+        super().__init__()
+
     def log_trial_result(self, iteration: int, trial, result: dict):
         # Tune's writer takes its global step from training_iteration when timesteps_total is
         # unset, and drops training_iteration from what it writes: hand it the step there.
         super().log_trial_result(iteration, trial, {**result, "training_iteration": result[STEP]})
+
+
+def load_tensorboardx() -> None:
+    """Import tensorboardX as the driver needs it, without torch. tensorboardX imports torch,
+    if it is installed, only to accept its tensors where it accepts NumPy's; the driver logs
+    plain numbers, and torch took 2 of the 2.5 s of that import, at every sweep's start (the
+    driver never trains: grok/tune.py). A driver that already holds torch imports it as usual."""
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # `import torch` raises ImportError, as if not installed
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:  # no TensorBoard: Tune's callback says so itself
+        pass
+    finally:
+        del sys.modules["torch"]

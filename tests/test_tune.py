@@ -306,10 +306,22 @@ def test_a_run_stored_by_one_experiment_is_replayed_by_another(tmp_path, ray_add
     assert answer.stdout.strip().splitlines()[-1].startswith("3+4=")
 
 
-def test_sanity_experiment_runs_under_tune(tmp_path, ray_address):
+def test_sanity_experiment_runs_under_tune_from_a_driver_without_torch_or_trackers(
+    tmp_path, ray_address
+):
+    """The driver never trains, and logs to W&B or MLflow only when asked: it loads neither
+    (each would add seconds to every sweep's start; grok/loggers.py, grok/sweep.py)."""
     path = ROOT / "experiments/sanity_memorize.yaml"
     storage = tmp_path / "results"
-    proc = run_cli("tune_main.py", str(path), "--storage", str(storage), "--address", ray_address)
+    words = [str(path), "--storage", str(storage), "--address", ray_address]
+    driver = (
+        "import sys, tune_main\n"
+        f"code = tune_main.main({words!r})\n"
+        "loaded = sorted({'torch', 'wandb', 'mlflow'} & set(sys.modules))\n"
+        "assert not loaded, f'the driver loaded {loaded}'\n"
+        "sys.exit(code)\n"
+    )
+    proc = run_cli("-c", driver)
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = run_cli("infer.py", str(storage / "sanity_memorize"), "--prompt", "")
     assert answer.returncode == 0

@@ -80,7 +80,7 @@ def parse_args(argv):
 
 def local_size() -> tuple[float, float]:
     """The CPUs and GPUs a local Ray cluster would have: this machine's."""
-    import torch  # here, not above: a refusal or a dry run answers without loading it
+    import torch  # here, not above: a refusal, or a sweep on a cluster, starts without it
 
     return float(os.cpu_count() or 1), float(torch.cuda.device_count())
 
@@ -94,13 +94,12 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
         check_data(exp.configs([*DATA_KEYS, "model.max_len"]))  # each set of examples once
     except ConfigError as err:
         return fail(err)
-    cpus, gpus = local_size()
     if args.dry_run:
-        plan.dry_run(exp, exp.parallel_trials(cpus, gpus, args.max_concurrent))
+        plan.dry_run(exp, exp.parallel_trials(*local_size(), args.max_concurrent))
         return 0
-    if not cluster.target(args.address) and (
+    if not cluster.target(args.address) and (  # a cluster's size is known once joined
         refusal := plan.too_large(
-            exp, cpus, gpus, args.max_concurrent, args.yes_large, "on this machine"
+            exp, *local_size(), args.max_concurrent, args.yes_large, "on this machine"
         )
     ):
         return fail(refusal)
