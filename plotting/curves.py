@@ -22,10 +22,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
-from plotting.figures import panel_grid, panel_title, save_png
+from plotting.figures import log_scale, panel_grid, panel_title, save_png
 from plotting.frames import (
     Results,
     group_rows,
@@ -85,10 +84,9 @@ def plot_curves(res: Results, path: Path, param_norm: bool = True) -> Path:
                 ax.set_ylabel("accuracy" if panel == "acc" else "loss (log)")
             if panel == "acc":
                 ax.set_ylim(-0.02, 1.02)
+            log_scale(ax, "x")
             if panel == "loss":
-                ax.set_yscale("log")
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
+                log_scale(ax, "y", minor_labels=True)
             ax.grid(alpha=0.3, which="major")
             panel_title(ax, f"{label} ({seeds} run{'s' * (seeds != 1)})", fontsize=9)
     axes[0][0].legend(fontsize=8, loc="best")
@@ -125,8 +123,7 @@ def plot_fig1(res: Results, path: Path, note: str = "") -> Path:
             text = f" {split} 99%: mean\n step {step} ({len(steps)}/{len(trials)} seeds)"
             ax.text(step, 0.5, text, color=COLORS[split], fontsize=8)
     seeds = res.frame["trial"].nunique()
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    log_scale(ax, "x")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimization steps (log)")
     ax.set_ylabel("accuracy")
@@ -208,7 +205,7 @@ def plot_progress(res: Results, path: Path) -> Path:
             draw(loss, rows, f"{split}/loss", COLORS[split], f"{split} loss")
         draw(loss, rows, "progress/restricted_loss", "tab:blue", "restricted")
         draw(loss, rows, "progress/excluded_loss", "tab:orange", "excluded (train)")
-        loss.set_yscale("log")
+        log_scale(loss, "y", minor_labels=True)
         loss.set_ylabel("loss (log)")
         draw(norm, rows, "param_norm", "tab:purple", "weights")
         norm.set_ylabel("parameter norm (L2)")
@@ -221,8 +218,7 @@ def plot_progress(res: Results, path: Path) -> Path:
         freq.set_ylabel("key frequencies k\n(size: rank; colour: run)")
         for ax in axes[:, col]:
             mark_crossings(ax, rows)
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_scale(ax, "x")
             ax.grid(alpha=0.3, which="major")
         freq.set_xlabel("optimization step (log)")
     for ax in axes[:3, 0]:
@@ -274,8 +270,7 @@ def plot_measures(res: Results, path: Path) -> Path:
             ax.legend(fontsize=7, loc="best")
         for ax in row:
             mark_crossings(ax, rows)
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_scale(ax, "x")
             ax.grid(alpha=0.3, which="major")
     axes[0][0].legend(fontsize=8, loc="best")
     for ax in axes[-1]:

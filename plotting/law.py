@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from grok.cli import Parser
-from plotting.figures import panel_title, save_png
+from plotting.figures import log_scale, panel_title, save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.grok_steps import crossings
 from plotting.tables import markdown_table, short
@@ -153,8 +153,7 @@ def plot(res: Results, key: str, table: pd.DataFrame, path: Path) -> Path:
             edgecolors="gray",
             label="not reached by the step shown",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_scale(ax, "x", "y", minor_labels=True)
     ax.set_xlabel(f"{short(key)} (log)")
     ax.set_ylabel("step test accuracy first reaches the threshold (log)")
     panel_title(ax, f"{res.name}: dotted lines have slope -1 (steps ∝ 1/{short(key)})", fontsize=10)

@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
 
 from grok.cli import Parser
 from grok.metrics import TEST_METRICS, censored_key, objective_split
-from plotting.figures import save_png
+from plotting.figures import log_scale, save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.tables import markdown_table, missing, short
 
@@ -176,8 +175,7 @@ def plot(res: Results, path: Path) -> Path:
         ax.scatter(x[cens], table.loc[cens, "objective"], zorder=3, **CENSORED_STYLE)
         ax.scatter(bx, best["objective"], zorder=4, **BEST_STYLE)
         if kind == "loguniform":
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
+            log_scale(ax, "x")
         ax.set_xlabel(f"{key} ({kind})")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{search['metric']} ({search['mode']})")
