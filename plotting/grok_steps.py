@@ -9,6 +9,7 @@ censored at the last step it reached: counted and drawn as such, never dropped o
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -284,7 +285,12 @@ def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
             if len(grokked):
                 ax.hlines(grokked.mean(), x - 0.25, x + 0.25, color="black", lw=2, zorder=2)
             censored = int(runs["censored"].sum())
-            labels.append(label + (f"\n{censored}/{len(runs)} censored" if censored else ""))
+            # One line per key of the group (`name=muon,lr=0.003,...`): side by side, a grid's
+            # labels would run into their neighbours'.
+            lines = re.split(r",(?=[\w.]+=)", label)
+            labels.append(
+                "\n".join(lines) + (f"\n{censored}/{len(runs)} censored" if censored else "")
+            )
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_xlabel(", ".join(short(k) for k in res.groups) or "runs")
