@@ -169,8 +169,10 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     last = output.strip().splitlines()[-1]
     assert last.startswith(f"error: {disk / 'full'}: out of space (No space left on device)")
     assert last.endswith(f"; free some, then continue with: {resume}"), last
+    # What was written stays readable. Under load one trial can fill the disk before the other
+    # has reported at all: that one has no reports yet, and the resume starts it from step 0.
     written = {t.name: read_reports(t) for t in trial_dirs(disk / "full")}
-    assert written and all(reports for reports in written.values())  # still readable
+    assert any(written.values()), written
     grow()
     again = run_cli(*shlex.split(resume)[1:])
     assert again.returncode == 0, again.stderr[-3000:]
