@@ -23,7 +23,7 @@ import yaml
 
 from grok.checkpoint import is_checkpoint
 from grok.config import Config
-from grok.experiment import Experiment
+from grok.experiment import Experiment, trial_name
 from grok.metrics import direction, score_metric
 from grok.reuse import TRAINING_CODE, code_fingerprint
 from grok.schema import ConfigError, parse_mapping, read_mapping
@@ -51,6 +51,9 @@ BOOKKEEPING = (
 )
 ARCHIVED_FROM = "archived_from"  # in an archive's record: the results folder it was made of
 RECORD_KEYS = ("grid", "search", "config")  # what must match for --resume
+# A trial's last status once it has ended (grok/train.py): ran its steps, met its stop rule, or
+# was stopped by Tune; "running" as the last one means it was interrupted.
+ENDED = ("finished", "grokked", "stopped")
 
 
 class SelectionError(ValueError):
@@ -143,15 +146,19 @@ def same_experiment(folder: Path | Location, exp: Experiment) -> str | None:
         return str(err)
     if old is None:
         return f"{folder} has no {EXPERIMENT_FILE}"
-    new = experiment_record(exp)
-    try:  # a setting added since the folder was made takes its default there too
-        old["config"] = Config.from_dict(old.get("config") or {}, str(folder)).to_dict()
+    key = differing_key(old, experiment_record(exp), str(folder))
+    return f"its {key} differs from {exp.source}'s" if key else None
+
+
+def differing_key(old: dict, new: dict, where: str) -> str | None:
+    """The first of RECORD_KEYS in which two records differ, None if none; a setting added since
+    a record was written takes its default there."""
+    try:
+        old = {**old, "config": Config.from_dict(old.get("config") or {}, where).to_dict()}
+        new = {**new, "config": Config.from_dict(new.get("config") or {}, where).to_dict()}
     except ConfigError:
-        return f"its config differs from {exp.source}'s"
-    for key in RECORD_KEYS:
-        if old.get(key) != new[key]:
-            return f"its {key} differs from {exp.source}'s"
-    return None
+        return "config"
+    return next((key for key in RECORD_KEYS if old.get(key) != new.get(key)), None)
 
 
 def default_metric(experiment_dir: Path) -> str:
@@ -183,6 +190,32 @@ def is_experiment(folder: Path) -> bool:
 def trial_dirs(experiment_dir: Path) -> list[Path]:
     """The trials that have reported (or are about to: result.json exists)."""
     return sorted(d for d in experiment_dir.iterdir() if d.is_dir() and has_reports(d))
+
+
+def ended_trials(experiment_dir: Path) -> list[str]:
+    """The trials of a results folder or archive that ran to their end: not interrupted, not
+    errored (an errored trial's last status may still read "running")."""
+    return [
+        d.name
+        for d in trial_dirs(experiment_dir)
+        if not (d / "error.txt").is_file()
+        and (reports := read_reports(d))
+        and reports[-1].get("status") in ENDED
+    ]
+
+
+def ended_in(folder: str, exp: Experiment) -> list[str]:
+    """The trials of `exp` that ended in `folder`, an earlier run of it (its results or archive),
+    for `--skip-done`; ConfigError if `folder` is not one."""
+    path = Path(folder)
+    if exp.search:
+        raise ConfigError(f"--skip-done: {exp.source} is a search; only a grid's trials are known")
+    if not is_experiment(path):
+        raise ConfigError(f"--skip-done: {folder} is not an experiment's results folder or archive")
+    if differs := same_experiment(path, exp):
+        raise ConfigError(f"--skip-done: {folder} is not a run of this experiment: {differs}")
+    names = {trial_name(point, default="run") for point in exp.points()}
+    return [name for name in ended_trials(path) if name in names]
 
 
 def read_reports(trial_dir: Path) -> list[dict]:

@@ -124,18 +124,22 @@ def run(
     max_concurrent: int | None = None,
     tracking: Tracking | None = None,
     reuse: str | None = None,
+    skip: list[str] | tuple[str, ...] = (),
 ) -> tune.ResultGrid:
     """Run (or continue) the sweep to its end: a new one records itself in its folder first.
     `tracking` names the trackers a new sweep logs to besides TensorBoard; a continued one logs
     to those it started with (Tune restores its callbacks with its state). `reuse`: a run
-    store (grok/reuse.py) whose runs are replayed instead of trained, and which gets the new."""
+    store (grok/reuse.py) whose runs are replayed instead of trained, and which gets the new.
+    `skip`: trials (by name) a new sweep leaves out, having ended in an earlier run of it."""
     storage = at(storage)
     folder = storage / exp.name
     if resume:
         tuner = gtune.restore_tuner(exp, folder, reuse)
     else:
         write_record(exp, folder, command)
-        tuner = gtune.build_tuner(exp, storage, max_concurrent, tracking=tracking, reuse=reuse)
+        tuner = gtune.build_tuner(
+            exp, storage, max_concurrent, tracking=tracking, reuse=reuse, skip=skip
+        )
     # A trial's failure is one line (grok.callbacks.TrialErrors); its traceback is in its error.txt.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     skip_callback_census()

@@ -238,8 +238,10 @@ def build_tuner(
     verbose: int = 1,
     tracking: Tracking | None = None,
     reuse: str | None = None,
+    skip: list[str] | tuple[str, ...] = (),
 ) -> tune.Tuner:
-    """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches."""
+    """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches.
+    `skip`: the names of grid trials to leave out (they ended in an earlier run)."""
     from grok.loggers import StepTBXLoggerCallback  # the driver's alone: trials log nothing
 
     storage = at(storage)
@@ -278,7 +280,7 @@ def build_tuner(
     if exp.search:
         param_space, args = _search_config(exp, max_concurrent)
     else:
-        param_space, args = _grid_config(exp, max_concurrent)
+        param_space, args = _grid_config(exp, max_concurrent, skip)
     tune_config = tune.TuneConfig(
         trial_dirname_creator=_dirname_creator(exp),
         trial_name_creator=_dirname_creator(exp),
@@ -296,11 +298,13 @@ def build_tuner(
     )
 
 
-def _grid_config(exp: Experiment, max_concurrent: int | None) -> tuple[dict, dict]:
-    """Every grid point as one of Tune's preset points, so trials run in the order the dry run
-    lists them (the last grid key varying fastest). Tune's own grid_search would vary the
-    alphabetically first key fastest, whatever order the file gives."""
-    points = list(exp.points())
+def _grid_config(
+    exp: Experiment, max_concurrent: int | None, skip: list[str] | tuple[str, ...] = ()
+) -> tuple[dict, dict]:
+    """Every grid point (less those named in `skip`) as one of Tune's preset points, so trials
+    run in the order the dry run lists them (the last grid key varying fastest). Tune's own
+    grid_search would vary the alphabetically first key fastest, whatever order the file gives."""
+    points = [p for p in exp.points() if trial_name(p, default="run") not in skip]
     generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
     # Placeholders Tune needs to place each preset's keys; every trial takes a listed point.
     space = {k: tune.choice(v) for k, v in exp.grid.items()}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, VOLATILE, run_cli, write_experiment
+from conftest import ROOT, TINY, VOLATILE, assert_one_line_error, run_cli, write_experiment
 
 import tune_main
 from grok import tune as gtune
@@ -428,3 +428,87 @@ def test_a_whole_named_checkpoint_is_what_the_trial_resumes_from(tmp_path):
     RepairResumePoint().on_step_begin(0, [trial])
     assert Path(trial.manager.latest_checkpoint_result.checkpoint.path).name == "checkpoint_000000"
     assert not trial.stale and trial.storage.current_checkpoint_index == 0
+
+
+def test_a_sweep_run_in_parts_skips_the_trials_that_ended_and_merges_into_one_archive(
+    tmp_path, ray_address, capsys
+):
+    """A sweep too long for one machine: a later part skips the trials that ended in the
+    archive of the earlier ones (not one that was interrupted or errored), and its archive is
+    merged into theirs, each part recorded."""
+    from grok.archive import archive
+    from grok.results import write_record
+
+    grid = {"seed": [0, 1, 2]}
+    path = write_experiment(tmp_path / "parts.yaml", "parts", None, grid)
+    exp = load_experiment(path)
+    # The earlier part, cut short on its machine: seed 0 grokked, seed 1 was interrupted while
+    # running, seed 2 errored after its last report.
+    earlier = tmp_path / "earlier" / "parts"
+    earlier.mkdir(parents=True)
+    write_record(exp, earlier, f"python tune_main.py {path}")
+    for seed, status in [(0, "grokked"), (1, "running"), (2, "finished")]:
+        trial = earlier / f"seed={seed}"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"seed": seed}))
+        rows = [{"step": s, "test/acc": 0.5, "status": "running"} for s in (0, 20)]
+        rows[-1]["status"] = status
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (earlier / "seed=2" / "error.txt").write_text("OSError: the node went away\n")
+    kept = archive(earlier, tmp_path / "data")
+    done = ("--skip-done", str(kept))
+
+    assert tune_main.main([str(path), *done, "--dry-run"]) == 0
+    assert "1 of them ended in" in capsys.readouterr().out
+    storage = tmp_path / "results"
+    proc = run_cli(
+        "tune_main.py", str(path), *done, "--storage", str(storage), "--address", ray_address
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "parts: 2 trials (1 more ended in" in proc.stdout
+    ran = storage / "parts"
+    assert [t.name for t in trial_dirs(ran)] == ["seed=1", "seed=2"]
+    assert all(read_reports(t)[-1]["status"] == "finished" for t in trial_dirs(ran))
+
+    merged = run_cli("-m", "grok.archive", str(ran), "--out", str(tmp_path / "data"), "--merge")
+    assert merged.returncode == 0, merged.stderr
+    assert [t.name for t in trial_dirs(kept)] == ["seed=0", "seed=1", "seed=2"]
+    assert read_reports(kept / "seed=0")[-1]["status"] == "grokked"  # the earlier part's
+    for seed in (1, 2):  # the later part's, the error of the earlier one gone with it
+        reports = read_reports(ran / f"seed={seed}")
+        assert read_reports(kept / f"seed={seed}") == [
+            {k: v for k, v in r.items() if k not in BOOKKEEPING} for r in reports
+        ]
+        assert not (kept / f"seed={seed}" / "error.txt").exists()
+    record = yaml.safe_load((kept / "experiment.yaml").read_text())
+    assert record["command"] == f"python tune_main.py {path}"  # the first part's: it runs all
+    assert [p["trials"] for p in record["parts"]] == [["seed=0"], ["seed=1", "seed=2"]]
+    assert "--skip-done" in record["parts"][1]["command"]
+    # Every trial ended now: nothing is left to run.
+    assert tune_main.main([str(path), *done, "--storage", str(tmp_path / "again")]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+    assert not (tmp_path / "again").exists()
+
+
+def test_skip_done_and_merge_refuse_another_experiment_in_one_line(tmp_path):
+    from grok.results import write_record
+
+    path = write_experiment(tmp_path / "a.yaml", "a", None, {"seed": [0, 1]})
+    other = write_experiment(tmp_path / "b.yaml", "a", None, {"seed": [0, 1, 2]})
+    folder = tmp_path / "results" / "a"
+    folder.mkdir(parents=True)
+    write_record(load_experiment(other), folder, "python tune_main.py b.yaml")
+    for skip, names in [
+        (folder, ("--skip-done", "not a run of this experiment", "grid")),
+        (tmp_path, ("--skip-done", "not an experiment's results folder")),
+    ]:
+        proc = run_cli("tune_main.py", str(path), "--skip-done", str(skip), "--dry-run")
+        assert_one_line_error(proc, *names)
+    archived = tmp_path / "data" / "a"
+    archived.mkdir(parents=True)
+    write_record(load_experiment(path), archived, "python tune_main.py a.yaml")
+    before = (archived / "experiment.yaml").read_bytes()
+    proc = run_cli("-m", "grok.archive", str(folder), "--out", str(tmp_path / "data"), "--merge")
+    assert_one_line_error(proc, "grid differs", "not merged")
+    assert (archived / "experiment.yaml").read_bytes() == before
+    assert not (tmp_path / "data" / "a.partial").exists()

@@ -21,6 +21,7 @@ from grok import cluster, plan, storage
 from grok.cli import Parser, add_experiment, end, fail, full_disk, joined, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
+from grok.results import ended_in
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
 
@@ -48,6 +49,13 @@ def parse_args(argv):
         help="a run store (folder or URI): a trial whose resolved config and training code match "
         "a stored run replays it instead of training, and a trained one is stored "
         "(grok/reuse.py)",
+    )
+    ap.add_argument(
+        "--skip-done",
+        metavar="FOLDER",
+        help="an earlier run of this experiment, its results folder or its archive (e.g. "
+        "report/data/NAME): the trials that ended there are not run again; "
+        "`python -m grok.archive ... --merge` joins the two runs' archives",
     )
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
     ap.add_argument(
@@ -92,10 +100,16 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
         exp = load_experiment(args.experiment, args.set)
         tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
         check_data(exp.configs([*DATA_KEYS, "model.max_len"]))  # each set of examples once
+        done = ended_in(args.skip_done, exp) if args.skip_done else []
     except ConfigError as err:
         return fail(err)
     if args.dry_run:
         plan.dry_run(exp, exp.parallel_trials(*local_size(), args.max_concurrent))
+        if done:
+            print(f"  {len(done)} of them ended in {args.skip_done} and are not run again")
+        return 0
+    if done and len(done) >= exp.num_trials and not args.resume:
+        print(f"{exp.name}: every trial ended in {args.skip_done}; nothing to run")
         return 0
     if not cluster.target(args.address) and (  # a cluster's size is known once joined
         refusal := plan.too_large(
@@ -138,15 +152,16 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
     if existing:  # --fresh, once the sweep is known to be able to start
         print(sweep.move_aside(root, exp.name))
     print(joined.describe(dashboard_sign_in()))
-    print(f"{exp.name}: {exp.num_trials} trials; results in {folder}", flush=True)
+    skipped = f" ({len(done)} more ended in {args.skip_done})" * bool(done)
+    trials = f"{exp.num_trials - len(done)} trials{skipped}"
+    print(f"{exp.name}: {trials}; results in {folder}", flush=True)
     words = argv if argv is not None else sys.argv[1:]
     command = shlex.join([*invoked, *words])
     again = f"continue with: {resume_command(list(invoked), words)}"
     try:
         with sweep.Signals() as signals:
-            results = sweep.run(
-                exp, root, args.resume, command, args.max_concurrent, tracking=tracking, reuse=reuse
-            )
+            limit = args.max_concurrent
+            results = sweep.run(exp, root, args.resume, command, limit, tracking, reuse, done)
     except KeyboardInterrupt:
         print(f"interrupted; {again}", file=sys.stderr)
         return 128 + (signals.received or signal.SIGINT)
