@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from plotting import grid_map
 from plotting.frames import Results, group_rows
 from plotting.grok_steps import crossings, stopped_at
 from plotting.study import Study
-from plotting.tables import fmt_mean_sd, markdown_table
+from plotting.tables import fmt_mean_sd, markdown_table, short
 
 HEAD = ["paper", "claim (theirs)", "our setting", "ours", "verdict", "command", "compute here"]
 THRESHOLD = 99  # the crossing the "ours" column reads (percent)
@@ -69,6 +70,35 @@ def ratio_cell(res: Results, cross: pd.DataFrame) -> list[str]:
     return parts
 
 
+def smallest_cell(res: Results, key: str) -> list[str]:
+    """Per value of the other varied key (a two-key grid, plotting/grid_map.py): the smallest
+    value of `key` at which every ended run reached test 99%, and a smaller one where some did;
+    runs not ended (running, interrupted) are left out and counted."""
+    if key not in res.groups or not grid_map.applies(res):
+        return [f"smallest:{key}: needs a grid of {key} and one other key"]
+    table = grid_map.cells(res)
+    other = next(k for k in res.groups if k != key)
+    parts = []
+    for value, rows in table.groupby(other, sort=False):
+        rows = rows[rows["ended"] > 0].sort_values(key)
+        every = rows[rows["reached"] == rows["ended"]]
+        some = rows[rows["reached"] > 0]
+        text = f"{short(other)}={value}: "
+        if len(every):
+            first = every.iloc[0]
+            text += f"{first[key]:g} ({first['reached']}/{first['ended']})"
+        else:
+            text += f"none up to {rows[key].max():g}" if len(rows) else "no run ended"
+        if len(some) and (not len(every) or some.iloc[0][key] < every.iloc[0][key]):
+            part = some.iloc[0]
+            text += f", {part['reached']}/{part['ended']} at {part[key]:g}"
+        parts.append(text)
+    waiting = int(table["not_ended"].sum())
+    if waiting:
+        parts.append(f"{waiting} run{'s' * (waiting != 1)} not ended, not counted")
+    return parts
+
+
 def per_trial_cell(res: Results, metric: str, peak: bool) -> list[str]:
     """Per group: the metric's last value (or the step of its maximum), mean ± sd over seeds."""
     if not res.has(metric):
@@ -96,7 +126,9 @@ def ours(res: Results, measures: list[str]) -> str:
     parts = []
     for measure in measures:
         kind, _, metric = measure.partition(":")
-        if kind in ("grok", "ratio"):
+        if kind == "smallest":
+            parts += smallest_cell(res, metric)
+        elif kind in ("grok", "ratio"):
             if cross is None:
                 parts.append("no test accuracy reported")
                 continue

@@ -283,8 +283,11 @@ def plot_measures(res: Results, path: Path) -> Path:
 
 def write(res: Results, out: Path, prefix: str = "", param_norm: bool = True) -> dict[str, Path]:
     """curves.png (and fig1.png, progress.png and measures.png where they apply) in `out`; their
-    paths."""
-    paths = {"curves": plot_curves(res, out / f"{prefix}curves.png", param_norm)}
+    paths. A crowded grid (frames.MAX_PANELS) gets no curves: a row per group would be a figure
+    metres long (its map is plotting/grid_map.py)."""
+    paths = (
+        {} if res.crowded else {"curves": plot_curves(res, out / f"{prefix}curves.png", param_norm)}
+    )
     if wants_fig1(res):
         paths["fig1"] = plot_fig1(res, out / f"{prefix}fig1.png")
     if res.has("progress/restricted_loss"):

@@ -34,6 +34,7 @@ from grok.reuse import REUSED_FROM
 from grok.storage import local_view
 
 SEED = "seed"
+MAX_PANELS = 24  # groups a figure draws one panel row (or column) each for; more: a map
 TEXT_COLUMNS = ("status", "checkpoint_dir_name", REUSED_FROM)
 
 
@@ -75,6 +76,11 @@ class Results:
     def archived(self) -> bool:
         """An archive (grok/archive.py): reports and parameters, no checkpoints."""
         return ARCHIVED_FROM in self.meta
+
+    @property
+    def crowded(self) -> bool:
+        """More groups than a figure with a panel (or a column) per group can show legibly."""
+        return self.groups != [] and len(self.trials.drop_duplicates(self.groups)) > MAX_PANELS
 
     def has(self, metric: str) -> bool:
         """Whether any trial reported a value of `metric` (sanity runs have no test split)."""

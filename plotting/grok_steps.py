@@ -318,13 +318,13 @@ def plot(res: Results, cross: pd.DataFrame, path: Path) -> Path:
 
 
 def write(res: Results, out: Path, prefix: str = "") -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Write grok_steps.png, .csv (per trial), _summary.csv and .md to `out`; the summary and
-    the paths."""
+    """Write grok_steps.png (not for a crowded grid: a column per group), .csv (per trial),
+    _summary.csv and .md to `out`; the summary and the paths."""
     cross = crossings(res)
     summary = summarize(res, cross)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "png": plot(res, cross, out / f"{prefix}grok_steps.png"),
+    paths = {} if res.crowded else {"png": plot(res, cross, out / f"{prefix}grok_steps.png")}
+    paths |= {
         "csv": out / f"{prefix}grok_steps.csv",
         "summary": out / f"{prefix}grok_steps_summary.csv",
         "md": out / f"{prefix}grok_steps.md",

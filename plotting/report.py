@@ -24,7 +24,7 @@ from grok.results import (
 )
 from grok.reuse import REUSED_FROM
 from grok.storage import local_view
-from plotting import claims, curves, fig1, grok_steps, progress, search, tables
+from plotting import claims, curves, fig1, grid_map, grok_steps, progress, search, tables
 from plotting.frames import NotAnExperiment, Results, load
 from plotting.sections import (
     base_config,
@@ -101,6 +101,8 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     res.frame.to_csv(metrics_csv, index=False)
     lines += [f"Every trial's metrics at every evaluation: `{metrics_csv.name}`.", ""]
     prefix = f"{res.name}_"
+    if res.crowded:
+        lines += [crowded_text(res, out, prefix), ""]
     for kind, path in curves.write(res, out, prefix).items():
         if kind == "measures":
             lines += [measures_text(res), ""]
@@ -115,11 +117,17 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
         paths = search.write(res, out, prefix)
         lines += [f"![{res.name} search]({paths['png'].name})", "", paths["md"].read_text()]
     table, paths = tables.write(res, out, prefix)
-    lines += [paths["md"].read_text()] + ([final_text(table), ""] if final_text(table) else [])
+    if res.crowded:  # a row per setting: in its own file, not in the report's text
+        lines += [f"Final values per setting: `{paths['md'].name}`.", ""]
+    else:
+        lines += [paths["md"].read_text()] + ([final_text(table), ""] if final_text(table) else [])
     if res.has("test/acc"):
         summary, paths = grok_steps.write(res, out, prefix)
-        lines += [f"![{res.name} steps-to-grok]({paths['png'].name})", ""]
-        lines += grok_text(summary) + [""]
+        if res.crowded:
+            lines += [f"Steps-to-grok per setting: `{paths['summary'].name}`.", ""]
+        else:
+            lines += [f"![{res.name} steps-to-grok]({paths['png'].name})", ""]
+            lines += grok_text(summary) + [""]
         lines += [spikes_text(res), ""]
         lines += [f"Per-trial crossings: `{paths['md'].name}`, `{paths['csv'].name}`.", ""]
         lines += [checkpoint_text(res), ""]
@@ -129,6 +137,23 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
     else:
         lines += sanity_text(res, out) + [""]
     return "\n".join(lines)
+
+
+def crowded_text(res: Results, out: Path, prefix: str) -> str:
+    """A grid with more groups than a figure shows a panel each for: its map where it has one
+    (two varied keys), and where the per-setting numbers are."""
+    groups = len(res.trials.drop_duplicates(res.groups))
+    text = (
+        f"{groups} settings: more than a figure shows a panel each for, so there are no "
+        f"per-setting curves or steps-to-grok figure; every metric is in the CSV below."
+    )
+    if grid_map.applies(res):
+        paths = grid_map.write(res, out, prefix)
+        text += (
+            f"\n\n![{res.name} grid map]({paths['png'].name})\n\nThe map's cells as CSV: "
+            f"`{paths['csv'].name}`."
+        )
+    return text
 
 
 def code_text(res: Results, entry: Entry) -> str:

@@ -29,7 +29,14 @@ ENTRY_KEYS = (*TEXT_KEYS, "run")
 CLAIM_TEXT = ("experiment", "paper", "claim", "setting", "verdict", "reading", "figure")
 CLAIM_KEYS = (*CLAIM_TEXT, "measures")
 VERDICTS = ("reproduced", "partly", "not reproduced", "contradicted", "not run yet")
-FIGURES = ("grok_steps", "curves", "fig1", "progress", "measures")  # an experiment's figures
+FIGURES = (
+    "grok_steps",
+    "curves",
+    "fig1",
+    "progress",
+    "measures",
+    "grid_map",
+)  # an experiment's figures
 
 
 @dataclass
@@ -132,11 +139,11 @@ def _part(raw: Any, where: str) -> Part:
 
 
 def measure_ok(measure: Any) -> bool:
-    """grok, ratio, final:METRIC or peak:METRIC."""
+    """grok, ratio, final:METRIC, peak:METRIC or smallest:KEY."""
     if not isinstance(measure, str):
         return False
     kind, _, metric = measure.partition(":")
-    return measure in ("grok", "ratio") or (kind in ("final", "peak") and bool(metric))
+    return measure in ("grok", "ratio") or (kind in ("final", "peak", "smallest") and bool(metric))
 
 
 def _claim(raw: Any, where: str, names: list[str]) -> Claim:
@@ -157,7 +164,9 @@ def _claim(raw: Any, where: str, names: list[str]) -> Claim:
         raise ConfigError(f"{where}: figure {raw['figure']!r} is not one of {', '.join(FIGURES)}")
     measures = raw.get("measures", ["grok"])
     if not isinstance(measures, list) or not measures or not all(map(measure_ok, measures)):
-        raise ConfigError(f"{where}: measures is a list of grok, ratio, final:METRIC, peak:METRIC")
+        raise ConfigError(
+            f"{where}: measures is a list of grok, ratio, final:METRIC, peak:METRIC, smallest:KEY"
+        )
     return Claim(**{**raw, "measures": measures})
 
 
