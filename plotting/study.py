@@ -28,7 +28,8 @@ TEXT_KEYS = ("name", "file", "intro", "args", "law", "fig1", "rank", "code")
 ENTRY_KEYS = (*TEXT_KEYS, "run")
 CLAIM_TEXT = ("experiment", "paper", "claim", "setting", "verdict", "reading", "figure")
 CLAIM_KEYS = (*CLAIM_TEXT, "measures")
-VERDICTS = ("reproduced", "partly", "not reproduced", "contradicted", "not run yet")
+# "in progress": some of the claim's runs are in, no verdict yet (a long one run in parts).
+VERDICTS = ("reproduced", "partly", "not reproduced", "contradicted", "in progress", "not run yet")
 FIGURES = (
     "grok_steps",
     "curves",
