@@ -204,18 +204,34 @@ def ended_trials(experiment_dir: Path) -> list[str]:
     ]
 
 
-def ended_in(folder: str, exp: Experiment) -> list[str]:
-    """The trials of `exp` that ended in `folder`, an earlier run of it (its results or archive),
-    for `--skip-done`; ConfigError if `folder` is not one."""
+def reported_trials(experiment_dir: Path) -> list[str]:
+    """The trials of a results folder or archive that reported, ended or interrupted; not one
+    that errored (it is run again)."""
+    return [
+        d.name
+        for d in trial_dirs(experiment_dir)
+        if not (d / "error.txt").is_file() and read_reports(d)
+    ]
+
+
+def skipped(exp: Experiment, done: str | None, reported: str | None) -> tuple[list[str], str]:
+    """The trials of `exp` a sweep leaves out, and where they are: those that ended in `done`,
+    or that reported in `reported` (an interrupted one kept as it is, censored at its last
+    step), an earlier run of `exp` (its results folder or archive); an errored one is never
+    left out. ConfigError if that folder is not one."""
+    flag, folder = ("--skip-done", done) if done else ("--skip-reported", reported)
+    if folder is None:
+        return [], ""
     path = Path(folder)
     if exp.search:
-        raise ConfigError(f"--skip-done: {exp.source} is a search; only a grid's trials are known")
+        raise ConfigError(f"{flag}: {exp.source} is a search; only a grid's trials are known")
     if not is_experiment(path):
-        raise ConfigError(f"--skip-done: {folder} is not an experiment's results folder or archive")
+        raise ConfigError(f"{flag}: {folder} is not an experiment's results folder or archive")
     if differs := same_experiment(path, exp):
-        raise ConfigError(f"--skip-done: {folder} is not a run of this experiment: {differs}")
+        raise ConfigError(f"{flag}: {folder} is not a run of this experiment: {differs}")
     names = {trial_name(point, default="run") for point in exp.points()}
-    return [name for name in ended_trials(path) if name in names]
+    there = ended_trials(path) if done else reported_trials(path)
+    return [n for n in there if n in names], f"{'ended' if done else 'reported'} in {folder}"
 
 
 def read_reports(trial_dir: Path) -> list[dict]:

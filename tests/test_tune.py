@@ -460,6 +460,9 @@ def test_a_sweep_run_in_parts_skips_the_trials_that_ended_and_merges_into_one_ar
 
     assert tune_main.main([str(path), *done, "--dry-run"]) == 0
     assert "1 of them ended in" in capsys.readouterr().out
+    # --skip-reported keeps the interrupted one too (censored at its step 20), not the errored.
+    assert tune_main.main([str(path), "--skip-reported", str(kept), "--dry-run"]) == 0
+    assert "2 of them reported in" in capsys.readouterr().out
     storage = tmp_path / "results"
     proc = run_cli(
         "tune_main.py", str(path), *done, "--storage", str(storage), "--address", ray_address

@@ -1,9 +1,9 @@
 """The sweep command line: run an experiment file as a Ray Tune sweep, every grid point a
 trial, or a search of a sampled space (each point once per grid point).
 
-grok-sweep experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR]
-    [--storage DIR_OR_URI] [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large]
-    [--wandb PROJECT] [--mlflow URI] [--reuse STORE]
+grok-sweep experiments/ablation_wd.yaml [--set k=v ...] [--address ADDR] [--storage DIR_OR_URI]
+    [--max-concurrent N] [--resume | --fresh] [--dry-run] [--yes-large] [--wandb PROJECT]
+    [--mlflow URI] [--reuse STORE] [--skip-done FOLDER | --skip-reported FOLDER]
 
 The cluster is --address's, else RAY_ADDRESS's (set by `ray job submit`), else a new local one;
 results go to --storage, a folder or an object-store URI (grok/storage.py). See docs/cluster.md.
@@ -21,7 +21,7 @@ from grok import cluster, plan, storage
 from grok.cli import Parser, add_experiment, end, fail, full_disk, joined, resume_command
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
-from grok.results import ended_in
+from grok.results import skipped
 from grok.schema import ConfigError
 from grok.tracking import dashboard_sign_in, read_tracking
 
@@ -50,13 +50,15 @@ def parse_args(argv):
         "a stored run replays it instead of training, and a trained one is stored "
         "(grok/reuse.py)",
     )
-    ap.add_argument(
+    skip = ap.add_mutually_exclusive_group()
+    skip.add_argument(
         "--skip-done",
         metavar="FOLDER",
-        help="an earlier run of this experiment, its results folder or its archive (e.g. "
-        "report/data/NAME): the trials that ended there are not run again; "
-        "`python -m grok.archive ... --merge` joins the two runs' archives",
+        help="an earlier run of this experiment, its results or archive (report/data/NAME): its "
+        "trials that ended are not run again (`grok.archive --merge` joins the two archives)",
     )
+    also = "as --skip-done, and its interrupted trials too, kept censored at their last step"
+    skip.add_argument("--skip-reported", metavar="FOLDER", help=also)
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
     ap.add_argument(
         "--dashboard-host",
@@ -100,16 +102,16 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
         exp = load_experiment(args.experiment, args.set)
         tracking = read_tracking(args.experiment, args.wandb, args.mlflow)
         check_data(exp.configs([*DATA_KEYS, "model.max_len"]))  # each set of examples once
-        done = ended_in(args.skip_done, exp) if args.skip_done else []
+        done, where = skipped(exp, args.skip_done, args.skip_reported)
     except ConfigError as err:
         return fail(err)
     if args.dry_run:
         plan.dry_run(exp, exp.parallel_trials(*local_size(), args.max_concurrent))
         if done:
-            print(f"  {len(done)} of them ended in {args.skip_done} and are not run again")
+            print(f"  {len(done)} of them {where} and are not run again")
         return 0
     if done and len(done) >= exp.num_trials and not args.resume:
-        print(f"{exp.name}: every trial ended in {args.skip_done}; nothing to run")
+        print(f"{exp.name}: every trial {where}; nothing to run")
         return 0
     if not cluster.target(args.address) and (  # a cluster's size is known once joined
         refusal := plan.too_large(
@@ -152,8 +154,7 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
     if existing:  # --fresh, once the sweep is known to be able to start
         print(sweep.move_aside(root, exp.name))
     print(joined.describe(dashboard_sign_in()))
-    skipped = f" ({len(done)} more ended in {args.skip_done})" * bool(done)
-    trials = f"{exp.num_trials - len(done)} trials{skipped}"
+    trials = f"{exp.num_trials - len(done)} trials" + f" ({len(done)} more {where})" * bool(done)
     print(f"{exp.name}: {trials}; results in {folder}", flush=True)
     words = argv if argv is not None else sys.argv[1:]
     command = shlex.join([*invoked, *words])
