@@ -1,15 +1,15 @@
 """Figures written as small PNGs: the report ships dozens of them in the repository.
 
-Line plots use few colours, so a 256-colour palette (Pillow's median cut, deterministic) keeps
-them as they look at about 40% of the bytes of matplotlib's full-colour PNG.
+Line plots use few colours, so a 256-colour palette (Pillow's fast octree, deterministic) keeps
+them as they look at about a third of the bytes of matplotlib's full-colour PNG.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from PIL import Image
@@ -60,10 +60,15 @@ def log_scale(ax: Axes, *which: str, minor_labels: bool = False) -> None:
 
 
 def save_png(fig: Figure, path: Path, dpi: int) -> Path:
-    """Render `fig` at `dpi` and write it to `path` as a palette PNG."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    buf.seek(0)
-    with Image.open(buf) as image:
-        image.convert("RGB").quantize(COLOURS).save(path, format="PNG", optimize=True)
+    """Render `fig` at `dpi` and write it to `path` as a palette PNG. Agg's pixels go straight
+    to Pillow (savefig would write a PNG only to have it read back), quantized by fast octree
+    and deflated at zlib's default level: a third of the time median cut and the highest level
+    took for the report's figures, and smaller files (docs/speed.md)."""
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    size = canvas.get_width_height(physical=True)
+    image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    palette = image.convert("RGB").quantize(COLOURS, method=Image.Quantize.FASTOCTREE)
+    palette.save(path, format="PNG", compress_level=6)
     return path
