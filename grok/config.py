@@ -57,6 +57,9 @@ class ModelConfig:
     # Every initial parameter times this factor (Liu et al. 2022, Omnigrok: a large initial
     # norm delays generalization, a small one hastens it).
     init_scale: float = field(default=1.0, metadata=bounds(0, None, lo_open=True))
+    # pytorch: each layer's default (embeddings N(0, 1)). nanda: Nanda et al. 2023's code, every
+    # weight matrix N(0, 1/d_model), the read-out N(0, 1/vocab), biases 0 (the transformer's).
+    init: Literal["pytorch", "nanda"] = "pytorch"
     # transformer: grok/model.py. mlp: the two operand tokens embedded (d_model wide),
     # concatenated, one hidden layer of d_ff units (Gromov 2023; grok/model.py).
     kind: Literal["transformer", "mlp"] = "transformer"
@@ -194,6 +197,13 @@ SETTINGS: dict[str, Setting] = settings(Config)  # every leaf setting, by dotted
 def _heads_divide(kind: str, d_model: int, n_head: int):
     if kind == "transformer" and d_model % n_head:
         return "model.n_head", f"d_model {d_model} is not divisible by n_head {n_head}"
+    return None
+
+
+@rule("model.kind", "model.init")
+def _nanda_init_is_the_transformers(kind: str, init: str):
+    if kind != "transformer" and init != "pytorch":
+        return "model.init", f"'{init}' is the transformer's; with model.kind {kind}: pytorch"
     return None
 
 

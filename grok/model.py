@@ -48,6 +48,22 @@ def scale_init(model: nn.Module, scale: float) -> None:
                 p.mul_(scale)
 
 
+def nanda_init(model: nn.Module, vocab_size: int) -> None:
+    """Nanda et al. 2023's initialization, as their code draws it: every weight matrix
+    N(0, 1/d_model) (embeddings, attention, MLP), the read-out N(0, 1/vocab), biases 0 (their
+    model has none in attention); LayerNorm's scales stay 1. The initial norm of their 1-layer
+    model is then about 42, against about 155 at PyTorch's defaults (embeddings N(0, 1))."""
+    d_model = model.cfg.d_model
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "head.weight":
+                p.normal_(0.0, vocab_size**-0.5)
+            elif p.dim() == 2:
+                p.normal_(0.0, d_model**-0.5)
+            elif name.endswith("bias"):
+                p.zero_()
+
+
 def layer_norm(cfg: ModelConfig) -> nn.Module:
     """A LayerNorm over d_model, or the identity when model.layer_norm is false."""
     return nn.LayerNorm(cfg.d_model) if cfg.layer_norm else nn.Identity()
@@ -151,6 +167,8 @@ class GPT(nn.Module):
         # initial norm, such as GPT-2's std 0.02, makes the model generalize almost as soon as it
         # fits the training set, hiding the grokking delay (Liu et al. 2022, Omnigrok).
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        if cfg.init == "nanda":
+            nanda_init(self, vocab_size)
         scale_init(self, cfg.init_scale)
 
     def forward(self, idx, cols=None, pad_mask=None):

@@ -152,3 +152,10 @@ def test_model_kind_is_a_grid_axis_and_a_bad_combination_is_refused_before_ray(t
     path = write_experiment(tmp_path / "bad.yaml", "bad", bad, grid={"model.kind": ["mlp"]})
     line = assert_one_line_error(run_cli("tune_main.py", str(path)), "model.kind", "'mlp'")
     assert "tokenizer 'char'" in line
+
+
+def test_nandas_init_is_the_transformers_alone():
+    with pytest.raises(ConfigError, match="model.init: 'nanda' is the transformer's") as err:
+        tiny({"model.kind": "mlp", "model.init": "nanda"})
+    assert "\n" not in str(err.value)
+    assert tiny({"model.init": "nanda"}).model.init == "nanda"

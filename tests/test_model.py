@@ -192,3 +192,28 @@ def test_sampling_is_reproducible_with_a_generator():
         for _ in range(2)
     ]
     assert torch.equal(runs[0], runs[1])
+
+
+def test_nandas_init_draws_each_weight_matrix_at_one_over_d_model_and_zero_biases():
+    """Nanda et al. 2023's code: weights N(0, 1/d_model), the read-out N(0, 1/vocab), no
+    biases; on their one-layer model the initial norm is about 42, not PyTorch's ~150."""
+    cfg = ModelConfig(n_layer=1, d_model=128, n_head=4, d_ff=512, layer_norm=False, init="nanda")
+    vocab = 115  # x+y mod 113: the residues, the operator and '='
+    torch.manual_seed(0)
+    model = GPT(cfg, vocab)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert not p.any(), name
+        else:
+            std = vocab**-0.5 if name == "head.weight" else 128**-0.5
+            assert abs(p.std().item() / std - 1) < 0.05, (name, p.std().item(), std)
+    norm = lambda m: torch.sqrt(sum((p**2).sum() for p in m.parameters())).item()
+    # Their positions are 3, ours max_len (64): 43 rather than their 42.
+    assert 41 < norm(model) < 45
+    torch.manual_seed(0)
+    assert norm(GPT(ModelConfig(**{**cfg.__dict__, "init": "pytorch"}), vocab)) > 140
+    torch.manual_seed(0)
+    again = GPT(cfg, vocab)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    with_ln = tiny_model(init="nanda")  # LayerNorm's scales stay 1, its shifts 0
+    assert torch.equal(with_ln.ln_f.weight, torch.ones(32)) and not with_ln.ln_f.bias.any()
