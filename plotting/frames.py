@@ -79,8 +79,13 @@ class Results:
 
     @property
     def crowded(self) -> bool:
-        """More groups than a figure with a panel (or a column) per group can show legibly."""
-        return self.groups != [] and len(self.trials.drop_duplicates(self.groups)) > MAX_PANELS
+        """More groups than a figure with a panel (or a column) per group can show legibly: in
+        the grid the record lists (a sweep part-way has the same figures as when it is done),
+        else among the trials."""
+        grid = self.meta.get("grid") or {}
+        if self.groups and all(k in grid for k in self.groups):
+            return math.prod(len(grid[k]) for k in self.groups) > MAX_PANELS
+        return bool(self.groups) and len(self.trials.drop_duplicates(self.groups)) > MAX_PANELS
 
     def has(self, metric: str) -> bool:
         """Whether any trial reported a value of `metric` (sanity runs have no test split)."""

@@ -89,6 +89,8 @@ def test_a_crowded_grid_gets_its_map_in_the_report_instead_of_a_panel_per_settin
         for j, frac in enumerate(fractions):
             test = crossing_at(300 + 100 * i) if j >= i else FLAT
             write_trial(exp, {OP: f"op{i}", FRAC: frac}, RISE, test)
+            if i == j == 0:  # one trial in: the grid it belongs to is what decides
+                assert load(exp).crowded
     assert load(exp).crowded
     out = tmp_path / "report"
     proc = run_cli("-m", "plotting.report", str(tmp_path / "results"), "--out", str(out))
