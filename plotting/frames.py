@@ -78,14 +78,18 @@ class Results:
         return ARCHIVED_FROM in self.meta
 
     @property
-    def crowded(self) -> bool:
-        """More groups than a figure with a panel (or a column) per group can show legibly: in
-        the grid the record lists (a sweep part-way has the same figures as when it is done),
-        else among the trials."""
+    def settings(self) -> int:
+        """The groups of the grid the record lists (a sweep part-way has them all), else of the
+        trials."""
         grid = self.meta.get("grid") or {}
         if self.groups and all(k in grid for k in self.groups):
-            return math.prod(len(grid[k]) for k in self.groups) > MAX_PANELS
-        return bool(self.groups) and len(self.trials.drop_duplicates(self.groups)) > MAX_PANELS
+            return math.prod(len(grid[k]) for k in self.groups)
+        return len(self.trials.drop_duplicates(self.groups)) if self.groups else 1
+
+    @property
+    def crowded(self) -> bool:
+        """More groups than a figure with a panel (or a column) per group can show legibly."""
+        return self.settings > MAX_PANELS
 
     def has(self, metric: str) -> bool:
         """Whether any trial reported a value of `metric` (sanity runs have no test split)."""

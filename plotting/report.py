@@ -142,9 +142,8 @@ def experiment_section(res: Results, out: Path, study: Study | None = None) -> s
 def crowded_text(res: Results, out: Path, prefix: str) -> str:
     """A grid with more groups than a figure shows a panel each for: its map where it has one
     (two varied keys), and where the per-setting numbers are."""
-    groups = len(res.trials.drop_duplicates(res.groups))
     text = (
-        f"{groups} settings: more than a figure shows a panel each for, so there are no "
+        f"{res.settings} settings: more than a figure shows a panel each for, so there are no "
         f"per-setting curves or steps-to-grok figure; every metric is in the CSV below."
     )
     if grid_map.applies(res):
