@@ -144,7 +144,7 @@ def crowded_text(res: Results, out: Path, prefix: str) -> str:
     (two varied keys), and where the per-setting numbers are."""
     text = (
         f"{res.settings} settings: more than a figure shows a panel each for, so there are no "
-        f"per-setting curves or steps-to-grok figure; every metric is in the CSV below."
+        f"per-setting curves or steps-to-grok figure (every report is in the metrics CSV)."
     )
     if grid_map.applies(res):
         paths = grid_map.write(res, out, prefix)

@@ -96,7 +96,7 @@ def test_a_crowded_grid_gets_its_map_in_the_report_instead_of_a_panel_per_settin
     proc = run_cli("-m", "plotting.report", str(tmp_path / "results"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "REPORT.md").read_text()
-    assert "25 settings: more than a figure shows" in text
+    assert "25 settings: more than a figure shows" in text and "metrics CSV" in text
     assert "![crowded grid map](crowded_grid_map.png)" in text
     assert (out / "crowded_grid_map.png").is_file() and (out / "crowded_grok_steps.csv").is_file()
     assert not (out / "crowded_curves.png").exists()
