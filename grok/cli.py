@@ -9,7 +9,10 @@ import logging
 import math
 import os
 import shlex
+import signal
 import sys
+from collections.abc import Callable
+from functools import wraps
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,6 +21,26 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def pipe_safe(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's main that ends quietly when whoever reads its output stops reading
+    (`tune_main.py FILE --dry-run | head`): exit status 141, as a shell reports a process that
+    SIGPIPE ended, and no traceback. (Python ignores SIGPIPE so that a socket's closed peer is
+    an error, not death; Ray's connections rely on that, so it stays ignored.)"""
+
+    @wraps(main)
+    def guarded(*args, **kwargs) -> int:
+        try:
+            code = main(*args, **kwargs)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            # Python flushes stdout again at exit: into nothing, not into the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
+
+    return guarded
 
 
 def add_experiment(ap: argparse.ArgumentParser, experiment_help: str, set_help: str) -> None:

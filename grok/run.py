@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from grok.checkpoint import CheckpointError
-from grok.cli import Parser, add_experiment, fail, full_disk, resume_command
+from grok.cli import Parser, add_experiment, fail, full_disk, pipe_safe, resume_command
 from grok.config import Config
 from grok.display import ProgressDisplay
 from grok.experiment import Experiment, load_experiment, trial_name
@@ -82,6 +82,7 @@ class RunWriter:
         self.progress.update(event.step, m, event.trainer.cfg.train.steps, event.final)
 
 
+@pipe_safe
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(description="Train one config of an experiment file, without Ray.")
     add_experiment(ap, "experiment YAML file", "")

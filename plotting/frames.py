@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from grok.cli import Parser, fail
+from grok.cli import Parser, fail, pipe_safe
 from grok.config import Config, ConfigError, TaskConfig
 from grok.experiment import trial_name
 from grok.overrides import apply_overrides, flatten
@@ -216,6 +216,7 @@ def group_rows(res: Results, table: pd.DataFrame):
 Make = Callable[[Results, Path, argparse.Namespace], dict[str, Path]]
 
 
+@pipe_safe
 def plot_command(
     argv: list[str] | None,
     module: str,

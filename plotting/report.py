@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from grok.cli import Parser, fail
+from grok.cli import Parser, fail, pipe_safe
 from grok.config import ConfigError, TaskConfig
 from grok.operations import operation
 from grok.overrides import apply_overrides
@@ -293,6 +293,7 @@ def build(root: Path, out: Path, study: Study | None = None) -> Path:
     return path
 
 
+@pipe_safe
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(
         prog="python -m plotting.report",

@@ -180,3 +180,31 @@ def test_a_sweep_on_a_full_disk_stops_in_one_line_and_resumes_once_space_is_free
     assert {r[-1]["status"] for r in reports.values()} == {"finished"}, reports
     for rows in reports.values():  # one report per step across the stop and the resume
         assert len({r["step"] for r in rows}) == len(rows)
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_status_141(tmp_path):
+    """`tune_main.py FILE --dry-run | head -1`, or a plotting command's table read the same way:
+    the reader goes away, the command stops as a shell tool does, with no traceback."""
+    from test_plotting import wd_experiment
+
+    folder = wd_experiment(tmp_path / "results")
+    commands = [
+        ("tune_main.py", str(ROOT / "experiments" / "ablation_wd.yaml"), "--dry-run"),
+        ("-m", "plotting.tables", str(folder), "-o", str(tmp_path / "out")),
+    ]
+    for command in commands:
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line is written
+        try:
+            proc = subprocess.run(
+                [sys.executable, *command],
+                cwd=ROOT,
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=600,
+            )
+        finally:
+            os.close(write)
+        assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
+        assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr

@@ -16,13 +16,14 @@ import sys
 
 from grok import storage
 from grok.checkpoint import CheckpointError, load_model
-from grok.cli import Parser, fail
+from grok.cli import Parser, fail, pipe_safe
 from grok.config import ConfigError
 from grok.inference import complete, evaluate_splits, outside_training
 from grok.results import SelectionError, find_checkpoint
 from grok.schema import shown
 
 
+@pipe_safe
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(description=__doc__.split("\n")[0])
     ap.add_argument(

@@ -18,7 +18,16 @@ import signal
 import sys
 
 from grok import cluster, plan, storage
-from grok.cli import Parser, add_experiment, end, fail, full_disk, joined, resume_command
+from grok.cli import (
+    Parser,
+    add_experiment,
+    end,
+    fail,
+    full_disk,
+    joined,
+    pipe_safe,
+    resume_command,
+)
 from grok.data import DATA_KEYS, check_data
 from grok.experiment import load_experiment
 from grok.results import skipped
@@ -37,12 +46,8 @@ def parse_args(argv):
         help="join a running Ray cluster ('auto', host:port or ray://host:port; default: "
         "RAY_ADDRESS when set, else start a local one)",
     )
-    ap.add_argument(
-        "--storage",
-        default="results",
-        help="results root: a folder, file:// or s3://bucket/prefix?endpoint_override=... "
-        "(default: results/)",
-    )
+    root = "results root: a folder, file:// or s3://bucket/prefix?endpoint_override=..."
+    ap.add_argument("--storage", default="results", help=f"{root} (default: results/)")
     ap.add_argument(
         "--reuse",
         metavar="STORE",
@@ -60,11 +65,8 @@ def parse_args(argv):
     also = "as --skip-done, and its interrupted trials too, kept censored at their last step"
     skip.add_argument("--skip-reported", metavar="FOLDER", help=also)
     ap.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
-    ap.add_argument(
-        "--dashboard-host",
-        default="127.0.0.1",
-        help="where a locally started Ray binds its dashboard (default 127.0.0.1)",
-    )
+    where = "where a locally started Ray binds its dashboard (default 127.0.0.1)"
+    ap.add_argument("--dashboard-host", default="127.0.0.1", help=where)
     again = ap.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", action="store_true", help="continue the sweep in the existing results folder"
@@ -73,11 +75,8 @@ def parse_args(argv):
         "--fresh", action="store_true", help="move an existing results folder aside and start again"
     )
     ap.add_argument("--dry-run", action="store_true", help="list the trials and exit")
-    ap.add_argument(
-        "--yes-large",
-        action="store_true",
-        help="start a sweep estimated to take the cluster more than a day",
-    )
+    large = "start a sweep estimated to take the cluster more than a day"
+    ap.add_argument("--yes-large", action="store_true", help=large)
     ap.add_argument("--wandb", metavar="PROJECT", help="also log each trial to this W&B project")
     ap.add_argument(
         "--mlflow", metavar="URI", help="also log each trial to MLflow (e.g. sqlite:///mlflow.db)"
@@ -187,6 +186,7 @@ def main(argv: list[str] | None = None, invoked: tuple[str, ...] = SCRIPT) -> in
     return 0
 
 
+@pipe_safe
 def cli(invoked: tuple[str, ...] = ("grok-sweep",)) -> int:
     """The `grok-sweep` command (`python tune_main.py` in a clone), with Tune's newer console
     output."""
