@@ -96,8 +96,9 @@ def merged(dst: Path, record: dict, names: list[str]) -> tuple[dict, list[Path]]
     if key := differing_key(old, record, str(dst)):
         raise ValueError(f"{dst}: its {key} differs from {record[ARCHIVED_FROM]}'s; not merged")
     ours = set(names)
-    kept = [d for d in sorted(dst.iterdir()) if is_trial(d) and d.name not in ours]
-    parts = old.get(PARTS) or [part(old, [d.name for d in sorted(dst.iterdir()) if is_trial(d)])]
+    trials = sorted(d for d in dst.iterdir() if is_trial(d))
+    kept = [d for d in trials if d.name not in ours]
+    parts = old.get(PARTS) or [part(old, [d.name for d in trials])]
     parts = [{**p, "trials": [t for t in p["trials"] if t not in ours]} for p in parts]
     new = {**old, PARTS: [*(p for p in parts if p["trials"]), part(record, sorted(names))]}
     return new, kept

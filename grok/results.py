@@ -192,26 +192,16 @@ def trial_dirs(experiment_dir: Path) -> list[Path]:
     return sorted(d for d in experiment_dir.iterdir() if d.is_dir() and has_reports(d))
 
 
-def ended_trials(experiment_dir: Path) -> list[str]:
-    """The trials of a results folder or archive that ran to their end: not interrupted, not
-    errored (an errored trial's last status may still read "running")."""
-    return [
-        d.name
-        for d in trial_dirs(experiment_dir)
-        if not (d / "error.txt").is_file()
-        and (reports := read_reports(d))
-        and reports[-1].get("status") in ENDED
-    ]
-
-
-def reported_trials(experiment_dir: Path) -> list[str]:
-    """The trials of a results folder or archive that reported, ended or interrupted; not one
-    that errored (it is run again)."""
-    return [
-        d.name
-        for d in trial_dirs(experiment_dir)
-        if not (d / "error.txt").is_file() and read_reports(d)
-    ]
+def trials_to_keep(experiment_dir: Path, interrupted: bool = False) -> list[str]:
+    """The trials of a results folder or archive that ran to their end (finished, grokked or
+    stopped), and with `interrupted` those cut off too; never one that errored (an errored
+    trial's last status may still read "running"; it is run again)."""
+    kept = []
+    for d in trial_dirs(experiment_dir):
+        reports = [] if (d / "error.txt").is_file() else read_reports(d)
+        if reports and (interrupted or reports[-1].get("status") in ENDED):
+            kept.append(d.name)
+    return kept
 
 
 def skipped(exp: Experiment, done: str | None, reported: str | None) -> tuple[list[str], str]:
@@ -230,7 +220,7 @@ def skipped(exp: Experiment, done: str | None, reported: str | None) -> tuple[li
     if differs := same_experiment(path, exp):
         raise ConfigError(f"{flag}: {folder} is not a run of this experiment: {differs}")
     names = {trial_name(point, default="run") for point in exp.points()}
-    there = ended_trials(path) if done else reported_trials(path)
+    there = trials_to_keep(path, interrupted=not done)
     return [n for n in there if n in names], f"{'ended' if done else 'reported'} in {folder}"
 
 

@@ -130,7 +130,7 @@ def run(
     `tracking` names the trackers a new sweep logs to besides TensorBoard; a continued one logs
     to those it started with (Tune restores its callbacks with its state). `reuse`: a run
     store (grok/reuse.py) whose runs are replayed instead of trained, and which gets the new.
-    `skip`: trials (by name) a new sweep leaves out, having ended in an earlier run of it."""
+    `skip`: trials (by name) a new sweep leaves out, kept from an earlier run of it."""
     storage = at(storage)
     folder = storage / exp.name
     if resume:

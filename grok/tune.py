@@ -241,7 +241,7 @@ def build_tuner(
     skip: list[str] | tuple[str, ...] = (),
 ) -> tune.Tuner:
     """The sweep's Tuner; results go to `<storage>/<name>`, on any filesystem pyarrow reaches.
-    `skip`: the names of grid trials to leave out (they ended in an earlier run)."""
+    `skip`: the names of grid trials to leave out (kept from an earlier run)."""
     from grok.loggers import StepTBXLoggerCallback  # the driver's alone: trials log nothing
 
     storage = at(storage)

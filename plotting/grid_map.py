@@ -20,12 +20,13 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from grok.results import ENDED
 from plotting.figures import save_png
 from plotting.frames import NotAnExperiment, Results, plot_command
 from plotting.grok_steps import crossings
 from plotting.tables import short
 
-ENDED = ("finished", "grokked", "stopped", "errored")  # a run that is over, whatever its end
+OVER = (*ENDED, "errored")  # a run that is over, whatever its end
 THRESHOLD = 99  # percent: the crossing the map reads
 
 
@@ -37,7 +38,7 @@ def cells(res: Results) -> pd.DataFrame:
     cross = cross[cross["threshold"] == THRESHOLD]
     out = []
     for (row, col), runs in cross.groupby([rows_key, cols_key], sort=False, dropna=False):
-        ended = runs[runs["status"].isin(ENDED)]
+        ended = runs[runs["status"].isin(OVER)]
         reached = ended.dropna(subset=["test_step"])
         mean = reached["test_step"].astype(float).mean() if len(reached) else np.nan
         out.append(

@@ -30,14 +30,8 @@ CLAIM_TEXT = ("experiment", "paper", "claim", "setting", "verdict", "reading", "
 CLAIM_KEYS = (*CLAIM_TEXT, "measures")
 # "in progress": some of the claim's runs are in, no verdict yet (a long one run in parts).
 VERDICTS = ("reproduced", "partly", "not reproduced", "contradicted", "in progress", "not run yet")
-FIGURES = (
-    "grok_steps",
-    "curves",
-    "fig1",
-    "progress",
-    "measures",
-    "grid_map",
-)  # an experiment's figures
+# An experiment's figures, the ones a claim may show.
+FIGURES = ("grok_steps", "curves", "fig1", "progress", "measures", "grid_map")
 
 
 @dataclass
